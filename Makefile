@@ -1,0 +1,59 @@
+# taskloom developer tasks. `make help` lists them.
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+PYTEST_ARGS ?=
+
+# torch==2.13.0 is installed before the project on purpose: it is the only spec that resolves
+# to the local CPU build (2.13.0+cpu). Letting the resolver choose pulls several GB of CUDA
+# packages.
+TORCH_SPEC = torch==2.13.0
+
+.DEFAULT_GOAL := help
+.PHONY: help test demo lint bench clean distclean
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.stamp-base: pyproject.toml | $(PY)
+	$(PIP) install $(TORCH_SPEC)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(PY)
+	$(PIP) install $(TORCH_SPEC)
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+$(VENV)/.stamp-bench: pyproject.toml | $(PY)
+	$(PIP) install $(TORCH_SPEC)
+	$(PIP) install -e ".[dev,bench]"
+	touch $@
+
+test: $(VENV)/.stamp-dev ## Run the test suite (PYTEST_ARGS="-m 'not slow'" to filter)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(VENV)/.stamp-base ## Run the hello-workflow demo
+	HF_HUB_OFFLINE=1 $(PY) examples/hello_workflow.py
+
+lint: $(VENV)/.stamp-dev ## ruff check, ruff format --check, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.stamp-bench ## Engine-overhead benchmark -> benchmarks/results/
+	$(PY) -m benchmarks.engine_overhead --json benchmarks/results/engine_overhead.json
+
+clean: ## Remove build artefacts and caches (keeps the venv)
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage \
+		test-artifacts examples/plugin_agent/build
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -type d -name '*.egg-info' -exec rm -rf {} +
+
+distclean: clean ## clean, and remove the venv too
+	rm -rf $(VENV)

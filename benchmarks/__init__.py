@@ -1,0 +1,1 @@
+"""Benchmarks for taskloom (not part of the installed package)."""

@@ -1,0 +1,86 @@
+"""The interface through which the engine records runs, and an in-memory implementation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol, runtime_checkable
+
+from knowledge._errors import RunNotFoundError
+from knowledge._records import RunRecord, RunStatus, StepRecord
+
+__all__ = ["MemoryRunStore", "RunStore"]
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Receives every run and step record; the engine resumes runs from what it holds.
+
+    The engine calls ``record_step`` after each step and before starting the next, so a store
+    that has persisted the call has a checkpoint the run can resume from.
+    """
+
+    def create_run(self, run: RunRecord) -> None:
+        """Store a new run (status RUNNING)."""
+
+    def record_step(self, record: StepRecord) -> None:
+        """Append one step record to its run."""
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        """Mark a run finished with its final status and error message."""
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """Return a run; raise ``RunNotFoundError`` if it is unknown."""
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        """Return a run's step records in execution order."""
+
+    def unfinished(self, workflow: str | None = None) -> list[str]:
+        """Return ids of runs still RUNNING (of one workflow, if given), oldest first."""
+
+
+class MemoryRunStore:
+    """A thread-safe run store in process memory: the default, and for tests."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._steps: dict[str, list[StepRecord]] = {}
+        self._lock = threading.Lock()
+
+    def create_run(self, run: RunRecord) -> None:
+        with self._lock:
+            self._runs[run.run_id] = run
+            self._steps[run.run_id] = []
+
+    def record_step(self, record: StepRecord) -> None:
+        try:
+            self._steps[record.run_id].append(record)
+        except KeyError:
+            raise RunNotFoundError(record.run_id) from None
+
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        with self._lock:
+            old = self.get_run(run_id)
+            # A new record, not a mutation: callers may hold the old one.
+            self._runs[run_id] = RunRecord(
+                old.run_id, old.workflow, old.task, status, old.created_at, time.time(), error
+            )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunNotFoundError(run_id) from None
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        self.get_run(run_id)
+        return list(self._steps[run_id])
+
+    def unfinished(self, workflow: str | None = None) -> list[str]:
+        with self._lock:
+            runs = sorted(self._runs.values(), key=lambda r: r.created_at)
+        return [
+            r.run_id
+            for r in runs
+            if r.status is RunStatus.RUNNING and workflow in (None, r.workflow)
+        ]

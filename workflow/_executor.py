@@ -1,0 +1,119 @@
+"""Executors: how the engine invokes an agent. The local asyncio executor is the default.
+
+The engine decides what runs when (routing, retries, timeouts, records); an executor decides
+how one call reaches an agent. The local executor picks, once per step:
+
+- ``async def run``: awaited on the event loop;
+- sync agent with ``blocking = True``, or a step with a timeout: a worker thread, so a slow
+  call cannot stall other runs and a timeout can fire;
+- other sync agents: called inline (a thread hop would cost more than they do);
+- steps with ``batch=``: through a ``MicroBatcher`` into ``run_batch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from agents import RunContext
+from workflow._batcher import MicroBatcher
+from workflow._compiled import CompiledStep, CompiledWorkflow
+
+__all__ = ["Executor", "Invoker", "LocalExecutor"]
+
+Invoker = Callable[[BaseModel, RunContext], Awaitable[Any]]
+
+
+class Executor(Protocol):
+    """How agent calls are carried out (in process, or on a cluster)."""
+
+    async def prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
+        """Warm up the workflow's agents; return one invoker per step name."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads, batchers and remote resources."""
+        ...
+
+
+class LocalExecutor:
+    """Runs agents in this process, on the event loop or in a bounded thread pool."""
+
+    def __init__(self, *, max_threads: int = 32) -> None:
+        self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="taskloom-agent")
+        self._prepared: dict[int, tuple[CompiledWorkflow, asyncio.Future[dict[str, Invoker]]]] = {}
+        self.batchers: dict[str, MicroBatcher] = {}
+
+    async def prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
+        # One shared task per workflow: concurrent first runs must not warm up twice or
+        # get separate batchers (which would defeat batching across runs).
+        found = self._prepared.get(id(workflow))
+        if found is None or found[0] is not workflow:
+            task = asyncio.ensure_future(self._prepare(workflow))
+            found = self._prepared[id(workflow)] = (workflow, task)
+        return await found[1]
+
+    async def _prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
+        loop = asyncio.get_running_loop()
+        warmed: set[int] = set()
+        for step in workflow.steps.values():
+            if id(step.agent) not in warmed:
+                warmed.add(id(step.agent))
+                await loop.run_in_executor(self._pool, step.agent.warm_up)
+        return {name: self._invoker(step) for name, step in workflow.steps.items()}
+
+    def _invoker(self, step: CompiledStep) -> Invoker:
+        agent = step.agent
+        offload = agent.blocking or step.spec.timeout_s is not None
+        if step.spec.batch is not None:
+            batch_call = self._call(agent.run_batch, offload, awaits=True)
+            batcher = MicroBatcher(
+                batch_call,
+                max_size=step.spec.batch.max_size,
+                max_wait_s=step.spec.batch.max_wait_s,
+                agent=step.agent_name,
+            )
+            self.batchers[step.name] = batcher
+            return batcher.submit
+        return self._call(agent.run, offload)
+
+    def _call(
+        self, method: Callable[..., Any], offload: bool, *, awaits: bool = False
+    ) -> Callable[..., Awaitable[Any]]:
+        """Wrap a sync or async agent method as a coroutine function.
+
+        ``awaits``: the method is sync but may return an awaitable (the default
+        ``run_batch`` of an agent whose ``run`` is async).
+        """
+        if inspect.iscoroutinefunction(method):
+            return method
+        pool = self._pool
+
+        async def call(*args: Any) -> Any:
+            if offload:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(pool, functools.partial(method, *args))
+            else:
+                result = method(*args)
+            if awaits and inspect.isawaitable(result):
+                result = await result
+            return result
+
+        if offload or awaits:
+            return call
+
+        async def inline(*args: Any) -> Any:
+            return method(*args)
+
+        return inline
+
+    async def aclose(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
