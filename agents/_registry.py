@@ -37,6 +37,7 @@ class AgentRegistry:
         self._lock = threading.RLock()
         self._scanned = False
         self._broken: dict[str, Exception] = {}
+        self._available: list[EntryPoint] | None = None
 
     def register(self, cls: AgentClass, *, origin: str | None = None) -> AgentClass:
         """Register an agent class; usable as a class decorator.
@@ -122,11 +123,18 @@ class AgentRegistry:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
 
+    def refresh(self) -> None:
+        """Forget the entry points seen so far (after installing a plugin at run time)."""
+        with self._lock:
+            self._available, self._scanned = None, False
+
     def _entry_points(self, name: str | None) -> list[EntryPoint]:
         if self._group is None:
             return []
-        selected = entry_points(group=self._group)
-        return [ep for ep in selected if name is None or ep.name == name]
+        if self._available is None:
+            # Scanning installed distributions costs ~10 ms; do it once, not per lookup.
+            self._available = list(entry_points(group=self._group))
+        return [ep for ep in self._available if name is None or ep.name == name]
 
     def _load(self, entry_point: EntryPoint) -> None:
         dist = entry_point.dist.name if entry_point.dist else "unknown distribution"

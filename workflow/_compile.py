@@ -23,7 +23,7 @@ from agents import (
 from knowledge import RouteDecision, StepFailure
 from workflow._builder import Route, Step, Workflow
 from workflow._compiled import CompiledRoute, CompiledStep, CompiledWorkflow
-from workflow._errors import CompileProblem, WorkflowCompileError
+from workflow._errors import CompileProblem, RuleError, WorkflowCompileError
 from workflow._inputs import check_inputs, input_builder
 from workflow._state import Ref
 from workflow._typecheck import RefTypeError, resolve
@@ -134,7 +134,10 @@ def _ambiguity_problems(step: str, routes: list[Route]) -> list[CompileProblem]:
                 )
             )
         if route.when is not None:
-            form = route.when.to_dict()
+            try:
+                form = route.when.to_dict()
+            except RuleError:  # a lambda has no saved form: compare such rules by identity
+                form = {"rule": route.when}
             if form in seen:
                 problems.append(
                     CompileProblem(

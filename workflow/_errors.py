@@ -61,7 +61,10 @@ class WorkflowCompileError(WorkflowError, ValueError):
 
 
 class WorkflowFileError(WorkflowError, ValueError):
-    """A saved workflow (YAML/JSON) is malformed; the message says where."""
+    """A workflow file (YAML/JSON) is malformed, or a workflow cannot be saved as one.
+
+    The message says where (``steps[2].retry: ...``).
+    """
 
 
 class RuleError(WorkflowError):

@@ -139,7 +139,8 @@ class Compare(Rule):
             return f"{self.left}.is_in({self.right!r})"
         if self.op == "contains":
             return f"{self.left}.contains({self.right!r})"
-        return f"{self.left} {self.op} {self.right!r}"
+        right = str(self.right) if isinstance(self.right, Ref) else repr(self.right)
+        return f"{self.left} {self.op} {right}"
 
 
 class Truthy(Rule):

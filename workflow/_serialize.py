@@ -5,22 +5,30 @@ The file form is plain data, version key first, keys in a stable order::
     taskloom: 1
     name: triage
     description: ''
-    task: mypkg.models:Ticket
+    task: mypkg.models:Ticket             # import path of the task model
     entry: perceive
     steps:
     - name: perceive
-      agent: intent                     # a registry name, or a 'module:Class' path
-      params: {threshold: 0.5}
-      inputs: {text: {ref: task.text}, n: {value: 3}}   # or {call: 'module:function'}
-      retry: {max_attempts: 3, backoff_s: 0.1, multiplier: 2.0, max_backoff_s: 30.0}
+      agent: intent                       # a registry name, or a 'module:Class' path
+      params: {threshold: 0.5}            # the agent's init_params
+      inputs:                             # or {call: 'module:function'}
+        text: {ref: task.text}
+        n: {value: 3}
+      retry: {max_attempts: 3, backoff_s: 0.0, multiplier: 2.0, max_backoff_s: 30.0}
       timeout_s: 2.0
+    - name: reply
+      agent: mypkg.agents:ReplyAgent
+      params: {}
     routes:
     - from: perceive
       to: [reply]
-      when: {op: '==', ref: state.perceive.label, value: greeting}
+      when: {op: ==, ref: state.perceive.label, value: greeting}
     - from: perceive
       to: [handler]
       on_error: true
+
+An agent is saved by name if it was given by name, or if its class is the one
+``agents.default_registry`` holds under its name; otherwise by import path.
 
 Options at their defaults (``inputs``, ``retry``, ``timeout_s``, ``max_visits``, ``join``,
 ``batch``, ``when``, ``on_error``) are left out. A loaded file is rebuilt into a ``Workflow``
@@ -35,7 +43,9 @@ Errors:
 - ``agents.ImportNotAllowedError``: the file names a module outside the import allowlist. It
   propagates unchanged, so a refused import is never mistaken for a typo in the file.
 - ``WorkflowCompileError``: the file is well formed but the workflow does not compile (an
-  unknown agent name, an unreachable step, a rule on a missing field, ...).
+  unknown agent name, an unreachable step, a rule on a missing field, ...). An agent class
+  named by path that breaks the agent contract or rejects its params is the problem
+  ``bad-agent``, as it is for an agent named in the registry.
 """
 
 from __future__ import annotations
@@ -112,10 +122,12 @@ def _step_dict(step: CompiledStep) -> dict[str, Any]:
 def _agent_text(agent: Agent[Any, Any], where: str) -> str:
     """The registry name if the default registry resolves it to this class, else a path."""
     cls = type(agent)
+    # ``in`` lists the registry once (plugins included) and then answers from memory; ``get``
+    # alone would rescan the entry points on every miss (milliseconds per step).
     try:
-        if default_registry.get(cls.name) is cls:
+        if cls.name in default_registry and default_registry.get(cls.name) is cls:
             return cls.name
-    except AgentError:  # not registered, or a broken plugin under that name: use the path
+    except AgentError:  # a broken plugin under that name: the path still works
         pass
     return _import_path(cls, where, f"agent class {cls.__qualname__}")
 
@@ -180,8 +192,29 @@ def dump_text(data: dict[str, Any], fmt: Format) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if fmt == "yaml":
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None)
+        return yaml.dump(
+            data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=None
+        )
     raise ValueError(f"Unknown format {fmt!r}; use 'yaml' or 'json'")
+
+
+class _Dumper(yaml.SafeDumper):
+    """``SafeDumper`` that keeps every string exact when read back.
+
+    With ``allow_unicode`` PyYAML writes the line separators NEL, LS and PS raw inside plain or
+    single-quoted scalars, where the reader folds them into spaces; double quotes escape them.
+    """
+
+
+_FOLDED = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if any(char in value for char in _FOLDED) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def save_workflow(wf: CompiledWorkflow, path: Path) -> None:
@@ -217,6 +250,7 @@ def load(
         registry: Where agent names are looked up (default: ``agents.default_registry``).
 
     Raises:
+        OSError: The file cannot be read.
         WorkflowFileError: The file is malformed; the message names the file and the place.
         ImportNotAllowedError: The file names a module outside the allowlist.
         WorkflowCompileError: The workflow it describes does not compile.

@@ -233,6 +233,25 @@ def test_broken_entry_points_raise_on_lookup_and_are_skipped_when_listing(
     ] * 2
 
 
+def test_entry_points_are_scanned_once_until_refresh(
+    plugin_group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = AgentRegistry(entry_point_group=plugin_group)
+    assert "late" not in registry
+    late = tmp_path / "late" / "late_plugin-1.0.dist-info"
+    late.mkdir(parents=True)
+    (late / "METADATA").write_text("Metadata-Version: 2.1\nName: late-plugin\nVersion: 1.0\n")
+    (late / "entry_points.txt").write_text(
+        f"[{plugin_group}]\nlate = agents.testing:AsyncFakeAgent\n"
+    )
+    monkeypatch.syspath_prepend(str(late.parent))
+    with pytest.raises(AgentNotFoundError):
+        registry.get("fake_async")  # installed after the scan: not seen yet
+    registry.refresh()
+    with pytest.raises(PluginError, match="provides an agent named 'fake_async'"):
+        registry.get("late")
+
+
 def test_a_registry_without_group_ignores_entry_points(plugin_group: str) -> None:
     assert AgentRegistry(entry_point_group=None).names() == []
     assert ENTRY_POINT_GROUP == "taskloom.agents"

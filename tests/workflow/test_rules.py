@@ -67,6 +67,12 @@ def test_rules_print_as_the_python_that_builds_them() -> None:
     )
 
 
+def test_reference_operands_print_as_references() -> None:
+    assert str(state("a").score > task.scores["lost"]) == (
+        "state('a').score > task.scores[\"lost\"]"
+    )
+
+
 def test_groups_flatten() -> None:
     a, b, c = (state("a").n == i for i in range(3))
     assert len((a & b & c).rules) == 3  # type: ignore[attr-defined]
