@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import Protocol, runtime_checkable
@@ -40,11 +41,22 @@ class RunStore(Protocol):
 
 
 class MemoryRunStore:
-    """A thread-safe run store in process memory: the default, and for tests."""
+    """A thread-safe run store in process memory: the default, and for tests.
 
-    def __init__(self) -> None:
+    It keeps every unfinished run and the ``max_finished`` most recently finished ones,
+    forgetting older finished runs, so a long-running engine's memory stays bounded.
+
+    Args:
+        max_finished: How many finished runs to keep (None: all of them).
+    """
+
+    def __init__(self, *, max_finished: int | None = 10_000) -> None:
+        if max_finished is not None and max_finished < 0:
+            raise ValueError(f"max_finished must be >= 0 or None, got {max_finished}")
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, list[StepRecord]] = {}
+        self._finished: collections.deque[str] = collections.deque()
+        self._max_finished = max_finished
         self._lock = threading.Lock()
 
     def create_run(self, run: RunRecord) -> None:
@@ -65,6 +77,11 @@ class MemoryRunStore:
             self._runs[run_id] = RunRecord(
                 old.run_id, old.workflow, old.task, status, old.created_at, time.time(), error
             )
+            if old.status is RunStatus.RUNNING:
+                self._finished.append(run_id)
+            while self._max_finished is not None and len(self._finished) > self._max_finished:
+                evicted = self._finished.popleft()
+                del self._runs[evicted], self._steps[evicted]
 
     def get_run(self, run_id: str) -> RunRecord:
         try:

@@ -19,6 +19,7 @@ from agents import Agent
 from knowledge import RouteDecision
 from workflow._builder import Route, Step
 from workflow._errors import TaskValidationError
+from workflow._inputs import validator
 from workflow._mermaid import to_mermaid
 from workflow._serialize import dump_text, save_workflow, workflow_to_dict
 from workflow._state import RunState
@@ -61,7 +62,17 @@ class CompiledStep:
 class CompiledWorkflow:
     """A validated workflow; immutable. Build one with ``Workflow.compile()`` or ``load``."""
 
-    __slots__ = ("_graph", "_steps", "description", "entry", "joins", "name", "routes", "task_type")
+    __slots__ = (
+        "_graph",
+        "_steps",
+        "_validate_task",
+        "description",
+        "entry",
+        "joins",
+        "name",
+        "routes",
+        "task_type",
+    )
 
     def __init__(
         self,
@@ -83,6 +94,7 @@ class CompiledWorkflow:
         sets(self, "_steps", MappingProxyType(steps))
         sets(self, "_graph", nx.freeze(graph))
         sets(self, "joins", frozenset(n for n, s in steps.items() if s.spec.join))
+        sets(self, "_validate_task", validator(task_type))
 
     name: str
     description: str
@@ -90,6 +102,7 @@ class CompiledWorkflow:
     entry: str
     routes: tuple[Route, ...]
     joins: frozenset[str]
+    _validate_task: Callable[[Any], BaseModel]
     _steps: Mapping[str, CompiledStep]
     _graph: nx.DiGraph[str]
 
@@ -111,7 +124,7 @@ class CompiledWorkflow:
         if isinstance(task, self.task_type):
             return task
         try:
-            return self.task_type.model_validate(task)
+            return self._validate_task(task)
         except ValidationError as exc:
             raise TaskValidationError(
                 f"Task for workflow '{self.name}' does not match {self.task_type.__name__}: {exc}"

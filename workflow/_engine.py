@@ -130,6 +130,7 @@ class Engine:
         self.store: RunStore = store if store is not None else MemoryRunStore()
         self.executor: Executor = executor if executor is not None else LocalExecutor()
         self.knowledge = knowledge
+        self._ready: dict[int, tuple[CompiledWorkflow, dict[str, Invoker]]] = {}
 
     async def run(self, workflow: CompiledWorkflow, task: Any) -> RunResult:
         """Run ``workflow`` on ``task`` (a task-model instance or a dict) to the end.
@@ -171,7 +172,7 @@ class Engine:
             raise WorkflowError(
                 f"Run '{run_id}' belongs to workflow '{record.workflow}', not '{workflow.name}'."
             )
-        invokers = await self.executor.prepare(workflow)
+        invokers = await self._invokers(workflow)
         run = _Run(run_id, workflow, workflow.validate_task(record.task), invokers)
         frontier = self._replay(run, self.store.steps(run_id))
         if record.status is RunStatus.RUNNING and run.error is None and frontier:
@@ -204,8 +205,16 @@ class Engine:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _start(self, workflow: CompiledWorkflow, task: BaseModel) -> RunResult:
+    async def _invokers(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
+        found = self._ready.get(id(workflow))
+        if found is not None and found[0] is workflow:
+            return found[1]  # skips an await per run once the workflow is prepared
         invokers = await self.executor.prepare(workflow)
+        self._ready[id(workflow)] = (workflow, invokers)
+        return invokers
+
+    async def _start(self, workflow: CompiledWorkflow, task: BaseModel) -> RunResult:
+        invokers = await self._invokers(workflow)
         run = _Run(os.urandom(16).hex(), workflow, task, invokers)
         self.store.create_run(
             RunRecord(run.id, workflow.name, task, RunStatus.RUNNING, time.time())
