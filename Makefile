@@ -27,12 +27,12 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,postgres]"
 	touch $@
 
 $(VENV)/.stamp-bench: pyproject.toml | $(PY)
 	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e ".[dev,bench]"
+	$(PIP) install -e ".[dev,postgres,bench]"
 	touch $@
 
 test: $(VENV)/.stamp-dev ## Run the test suite (PYTEST_ARGS="-m 'not slow'" to filter)
