@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,11 @@ from workflow._compiled import CompiledWorkflow
 from workflow._engine import Engine, RunResult
 from workflow._serialize import load
 
-__all__ = ["main"]
+__all__ = ["COMMAND_GROUPS", "main"]
+
+# Modules adding a group of subcommands (``taskloom db ...``): each is a function taking the
+# subparsers object and registering parsers whose ``handler`` returns an exit status.
+COMMAND_GROUPS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                 "--task", required=True, help="the task as JSON, or @PATH to a JSON file"
             )
             sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    for add_commands in COMMAND_GROUPS:
+        add_commands(commands)
     return parser
 
 
