@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from agents import Agent, AgentRegistry
 from workflow._errors import CompileProblem, WorkflowCompileError
 from workflow._rules import Rule, as_rule
-from workflow._state import Ref, RunState
+from workflow._state import RunState
 
 if TYPE_CHECKING:
     from workflow._compiled import CompiledWorkflow
@@ -188,7 +188,7 @@ class Workflow:
 
     def route(self, source: str, to: str | Sequence[str], *, when: Any = None) -> Workflow:
         """Add a route; ``when`` is a rule, a reference, a callable, or None (default)."""
-        self._routes.append(Route(source, _targets(to), as_rule(when)))
+        self._routes.append(Route(source, _targets(self.name, source, to), as_rule(when)))
         return self
 
     def on_error(self, source: str, to: str) -> Workflow:
@@ -213,15 +213,9 @@ class Workflow:
         return None
 
 
-def _targets(to: str | Sequence[str]) -> tuple[str, ...]:
+def _targets(workflow: str, source: str, to: str | Sequence[str]) -> tuple[str, ...]:
     targets = (to,) if isinstance(to, str) else tuple(to)
     if not targets:
-        raise WorkflowCompileError("?", [CompileProblem("bad-route", "a route needs a target")])
+        problem = CompileProblem("bad-route", f"the route from '{source}' has no target", source)
+        raise WorkflowCompileError(workflow, [problem])
     return targets
-
-
-def refs_in_inputs(inputs: InputSpec) -> list[tuple[str, Ref]]:
-    """The (field, reference) pairs of a mapping input spec."""
-    if not isinstance(inputs, Mapping):
-        return []
-    return [(name, value) for name, value in inputs.items() if isinstance(value, Ref)]

@@ -277,3 +277,10 @@ def test_params_only_with_named_agents() -> None:
 def test_task_type_must_be_a_model() -> None:
     with pytest.raises(TypeError, match="task must be a pydantic model class"):
         Workflow("x", task=dict)  # type: ignore[arg-type]
+
+
+def test_route_without_target_fails_immediately() -> None:
+    wf = Workflow("x", task=Task).step("a", FakeAgent())
+    with pytest.raises(WorkflowCompileError, match=r"\[bad-route\] the route from 'a' has no"):
+        wf.route("a", [])
+    assert wf.routes == ()
