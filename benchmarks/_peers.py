@@ -83,15 +83,8 @@ def _langgraph() -> "tuple[type[StateGraph[FlowState]], str, str]":
     return StateGraph, START, END
 
 
-def langgraph_support4(*, trace: list[str] | None = None) -> Runner:
-    """Builds support4 as a compiled LangGraph ``StateGraph`` with one conditional edge.
-
-    Args:
-        trace: If given, each node appends its name here (for ``check_peers`` only).
-
-    Returns:
-        A runner calling ``graph.invoke`` once per task.
-    """
+def _langgraph_support4_builder(trace: list[str] | None) -> "StateGraph[FlowState]":
+    """support4 as a LangGraph ``StateGraph`` builder with one conditional edge."""
     state_graph, start, end = _langgraph()
     builder = state_graph(FlowState)
     for name in ("perceive", "reason", "decide", "execute", "escalate"):
@@ -101,9 +94,44 @@ def langgraph_support4(*, trace: list[str] | None = None) -> Runner:
     builder.add_conditional_edges("decide", _lg_route, ["execute", "escalate"])
     builder.add_edge("execute", end)
     builder.add_edge("escalate", end)
+    return builder
+
+
+def langgraph_support4(*, trace: list[str] | None = None) -> Runner:
+    """Builds support4 as a compiled LangGraph ``StateGraph`` with one conditional edge.
+
+    Args:
+        trace: If given, each node appends its name here (for ``check_peers`` only).
+
+    Returns:
+        A runner calling ``graph.invoke`` once per task.
+    """
     # No checkpointer: no persistence, so `durability` is moot (LangGraph warns if set).
-    graph = builder.compile()
+    graph = _langgraph_support4_builder(trace).compile()
     return lambda task: graph.invoke({"task": task})
+
+
+def langgraph_support4_durable(checkpointer: Any, *, trace: list[str] | None = None) -> Runner:
+    """Builds support4 compiled with ``checkpointer``, for the durability benchmark.
+
+    Every task runs on a new thread (a fresh history, as a new taskloom run) with
+    ``durability="sync"``: each superstep's checkpoint is written before the next starts.
+
+    Args:
+        checkpointer: A LangGraph checkpoint saver (``SqliteSaver``, ``PostgresSaver``...).
+        trace: If given, each node appends its name here.
+
+    Returns:
+        A runner calling ``graph.invoke`` once per task.
+    """
+    graph = _langgraph_support4_builder(trace).compile(checkpointer=checkpointer)
+    threads = itertools.count()
+
+    def run(task: str) -> object:
+        config: Any = {"configurable": {"thread_id": f"thread-{next(threads)}"}}
+        return graph.invoke({"task": task}, config, durability="sync")
+
+    return run
 
 
 def langgraph_chain(n: int, *, trace: list[str] | None = None) -> Runner:

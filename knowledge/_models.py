@@ -60,7 +60,8 @@ NAMING_CONVENTION = {
 }
 
 # JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
-JSON_TYPE = JSON().with_variant(JSONB(), "postgresql")
+# None is stored as SQL NULL, not the JSON text 'null', so IS NULL finds it.
+JSON_TYPE = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 ID = 32  # hex ids (runs)
 NAME = 200  # agent, step, workflow, label and alias names
 
@@ -101,7 +102,7 @@ class Step(Base):
     __table_args__ = (UniqueConstraint("run_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     seq: Mapped[int]
     step: Mapped[str] = mapped_column(String(NAME))
     agent: Mapped[str] = mapped_column(String(NAME))
@@ -111,7 +112,7 @@ class Step(Base):
     input: Mapped[Any | None]
     output: Mapped[Any | None]
     error: Mapped[Any | None]
-    started_at: Mapped[float] = mapped_column(Float, index=True)
+    started_at: Mapped[float] = mapped_column(Float)
     duration_s: Mapped[float] = mapped_column(Float)
     decision_kind: Mapped[str] = mapped_column(String(16))
     decision_route: Mapped[int | None]

@@ -5,6 +5,10 @@
     taskloom mermaid FILE [--allow MOD]      print the workflow graph as Mermaid text
     taskloom run FILE --task JSON [--allow MOD] [--json]
                                              run one task and print the step trace
+    taskloom db upgrade|downgrade|current|prune
+                                             migrate the knowledge base, prune checkpoints
+    taskloom kb ingest PATH... | search QUERY
+                                             add documents to the knowledge base, search them
 
 Exit status: 0 on success, 1 when the workflow or the run failed, 2 on bad usage.
 """
@@ -21,6 +25,8 @@ from typing import Any
 
 from agents import default_registry
 from knowledge import TaskloomError
+from workflow._cli_db import add_db_commands
+from workflow._cli_kb import add_kb_commands
 from workflow._compiled import CompiledWorkflow
 from workflow._engine import Engine, RunResult
 from workflow._serialize import load
@@ -29,7 +35,7 @@ __all__ = ["COMMAND_GROUPS", "main"]
 
 # Modules adding a group of subcommands (``taskloom db ...``): each is a function taking the
 # subparsers object and registering parsers whose ``handler`` returns an exit status.
-COMMAND_GROUPS: list[Callable[[Any], None]] = []
+COMMAND_GROUPS: list[Callable[[Any], None]] = [add_db_commands, add_kb_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
