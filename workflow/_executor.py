@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from agents import RunContext
+from agents import AgentError, RunContext
 from workflow._batcher import MicroBatcher
 from workflow._compiled import CompiledStep, CompiledWorkflow
 
@@ -61,12 +61,38 @@ class LocalExecutor:
 
     async def _prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
         loop = asyncio.get_running_loop()
+        failed: dict[int, Exception] = {}
         warmed: set[int] = set()
         for step in workflow.steps.values():
             if id(step.agent) not in warmed:
                 warmed.add(id(step.agent))
-                await loop.run_in_executor(self._pool, step.agent.warm_up)
-        return {name: self._invoker(step) for name, step in workflow.steps.items()}
+                try:
+                    await loop.run_in_executor(self._pool, step.agent.warm_up)
+                except Exception as exc:  # e.g. a missing or tampered model artifact
+                    failed[id(step.agent)] = exc
+        return {
+            name: self._failing(step, failed[id(step.agent)])
+            if id(step.agent) in failed
+            else self._invoker(step)
+            for name, step in workflow.steps.items()
+        }
+
+    @staticmethod
+    def _failing(step: CompiledStep, cause: Exception) -> Invoker:
+        """An invoker for an agent whose warm-up failed: each call fails its step.
+
+        The run then takes the step's error route (or fails) instead of the engine
+        crashing; other steps and other workflows keep working.
+        """
+        message = (
+            f"Agent '{step.agent_name}' of step '{step.name}' could not warm up: "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+        async def fail(input: BaseModel, ctx: RunContext) -> Any:
+            raise AgentError(message) from cause
+
+        return fail
 
     def _invoker(self, step: CompiledStep) -> Invoker:
         agent = step.agent

@@ -234,3 +234,32 @@ def test_join_that_never_completes_fails_the_run() -> None:
     result = Engine().run_sync(wf.compile(), {"text": "x"})
     assert result.status is RunStatus.FAILED
     assert "joins still waiting: 'merge' got ['left'] of ['left', 'right']" in str(result.error)
+
+
+class BrokenWarmUp(FakeAgent):
+    """An agent whose model cannot load (a missing or tampered artifact)."""
+
+    name = "broken_warm_up"
+
+    def warm_up(self) -> None:
+        raise FileNotFoundError("model.safetensors is missing")
+
+
+def test_a_failed_warm_up_fails_the_step_not_the_engine() -> None:
+    wf = Workflow("w", task=Task).step("model", BrokenWarmUp()).step("fallback", FakeAgent())
+    compiled = wf.on_error("model", "fallback").compile()
+    bare = Workflow("bare", task=Task).step("model", BrokenWarmUp()).compile()
+
+    async def main() -> list[Any]:
+        async with Engine() as engine:
+            return [
+                await engine.run(compiled, {"text": "x"}),
+                await engine.run(bare, {"text": "y"}),
+            ]
+
+    routed, failed = asyncio.run(main())
+    assert routed.ok
+    assert routed.outputs["fallback"].label == "ok"
+    assert failed.status is RunStatus.FAILED
+    expected = "could not warm up: FileNotFoundError: model.safetensors is missing"
+    assert f"Agent 'broken_warm_up' of step 'model' {expected}" in str(failed.error)
