@@ -11,6 +11,7 @@ __all__ = [
     "AgentError",
     "AgentNotFoundError",
     "ImportNotAllowedError",
+    "ModelArtifactError",
     "PluginError",
     "StepCancelledError",
 ]
@@ -67,6 +68,18 @@ class ImportNotAllowedError(PluginError):
             f"({listed}). Loading a workflow runs code from the paths it names, so only "
             "allowlisted modules are imported; pass allow_imports=[...] to trust more."
         )
+
+
+class ModelArtifactError(AgentError):
+    """A model artifact is missing, incomplete, tampered with or in a refused format.
+
+    Attributes:
+        path: The artifact directory (or file) concerned.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class StepCancelledError(AgentError):

@@ -27,6 +27,7 @@ Each branch is defined in the package it belongs to and re-exported from it::
     │   ├── AgentNotFoundError          an unknown agent name
     │   ├── PluginError                 a plugin failed to load or validate
     │   │   └── ImportNotAllowedError   an import path outside the allowlist
+    │   ├── ModelArtifactError          a model artifact is missing, tampered with or pickled
     │   └── StepCancelledError          an agent stopped because the engine cancelled it
     ├── WorkflowError                   workflow
     │   ├── WorkflowCompileError        a workflow definition has problems (all listed)

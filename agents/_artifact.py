@@ -1,0 +1,274 @@
+"""Model artifacts: one directory per trained model version, safetensors weights only.
+
+An artifact directory holds::
+
+    config.json           the encoder's Hugging Face configuration
+    model.safetensors     every weight (encoder and head) in one safetensors file
+    tokenizer_config.json and the tokenizer's own files (tokenizer.json, vocab.txt, ...)
+    taskloom.json         ArtifactMeta: head kind, task kind, labels, temperature, threshold,
+                          max_length, base model and the sha256 of model.safetensors
+
+The artifact's checksum is the sha256 of ``model.safetensors``; it is what a knowledge-base
+``ModelVersion`` row records and what loading verifies. Weights are never unpickled:
+``pytorch_model.bin`` and other pickle formats run arbitrary code when loaded, so a directory
+holding only those is refused. Artifacts are immutable: ``save_artifact`` writes a fresh
+directory atomically and never overwrites one.
+
+torch, transformers and safetensors are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agents._errors import ModelArtifactError
+
+__all__ = [
+    "CONFIG_FILE",
+    "META_FILE",
+    "WEIGHTS_FILE",
+    "ArtifactMeta",
+    "file_sha256",
+    "load_pooled_classifier",
+    "read_artifact",
+    "save_artifact",
+]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "taskloom.json"
+TOKENIZER_FILE = "tokenizer_config.json"
+REQUIRED = (CONFIG_FILE, WEIGHTS_FILE, META_FILE, TOKENIZER_FILE)
+# Weight formats that unpickle (and so can run code) when loaded: refused, never read.
+PICKLED = ("pytorch_model.bin", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
+
+TaskKind = Literal["single_label", "multi_label"]
+
+
+class ArtifactMeta(BaseModel):
+    """The contents of ``taskloom.json``.
+
+    Attributes:
+        format: Version of this file's layout.
+        head: The module architecture the weights belong to.
+        task: ``single_label`` (softmax over labels) or ``multi_label`` (one sigmoid each).
+        labels: Label names in logit order.
+        temperature: Divides the logits before softmax/sigmoid (calibration, 1.0 = none).
+        threshold: Multi-label decision threshold on each probability.
+        max_length: Longest input in tokens; longer inputs are truncated.
+        base_model: Name of the checkpoint the model was fine-tuned from.
+        sha256: Checksum of ``model.safetensors``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal[1] = 1
+    head: Literal["mean_pool_linear"] = "mean_pool_linear"
+    task: TaskKind = "single_label"
+    labels: Annotated[list[str], Field(min_length=1)]
+    temperature: Annotated[float, Field(gt=0)] = 1.0
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    max_length: Annotated[int, Field(ge=2)] = 128
+    base_model: str = ""
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+    @field_validator("labels")
+    @classmethod
+    def _unique(cls, labels: list[str]) -> list[str]:
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"labels must be unique; repeated: {', '.join(repeated)}")
+        return labels
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_artifact(  # noqa: PLR0913 - keyword-only, one per taskloom.json field
+    model: Any,
+    tokenizer: Any,
+    path: str | Path,
+    *,
+    labels: Sequence[str],
+    task: TaskKind = "single_label",
+    temperature: float = 1.0,
+    threshold: float = 0.5,
+    max_length: int = 128,
+    base_model: str = "",
+) -> str:
+    """Write a model artifact directory atomically and return its sha256.
+
+    The files are written to a temporary directory next to ``path`` and renamed into place,
+    so a reader sees either no artifact or a complete one.
+
+    Args:
+        model: A ``PooledClassifier`` (an encoder with ``config`` and a linear ``head``).
+        tokenizer: The model's tokenizer.
+        path: The directory to create; it must not exist (artifacts are immutable).
+        labels: Label names in logit order.
+        task: ``single_label`` or ``multi_label``.
+        temperature: Calibration temperature (see ``fit_temperature``).
+        threshold: Multi-label decision threshold.
+        max_length: Longest input in tokens at inference.
+        base_model: The checkpoint it was fine-tuned from, for the record.
+
+    Returns:
+        The sha256 of ``model.safetensors``: register it with the model version.
+
+    Raises:
+        ModelArtifactError: ``path`` exists already.
+        ValueError: The labels do not match the model's head or a setting is out of range.
+    """
+    from safetensors.torch import save_model  # noqa: PLC0415 - heavy, lazy
+
+    target = Path(path)
+    if target.exists():
+        raise ModelArtifactError(
+            str(target),
+            f"Cannot save a model artifact to '{target}': it exists already. Artifacts are "
+            "immutable (their checksum is registered); save each version to a new directory.",
+        )
+    outputs = int(model.head.out_features)
+    if outputs != len(labels):
+        raise ValueError(f"The model's head has {outputs} outputs but {len(labels)} labels given")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.config.save_pretrained(staging)
+        save_model(model, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        tokenizer.save_pretrained(staging)
+        meta = ArtifactMeta(
+            task=task,
+            labels=list(labels),
+            temperature=temperature,
+            threshold=threshold,
+            max_length=max_length,
+            base_model=base_model,
+            sha256=file_sha256(staging / WEIGHTS_FILE),
+        )
+        (staging / META_FILE).write_text(meta.model_dump_json(indent=2) + "\n", "utf-8")
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return meta.sha256
+
+
+def _check_files(root: Path) -> None:
+    if not root.is_dir():
+        raise ModelArtifactError(
+            str(root),
+            f"Model artifact '{root}' does not exist or is not a directory. Point model_dir at "
+            "a directory written by agents.save_artifact.",
+        )
+    missing = [name for name in REQUIRED if not (root / name).is_file()]
+    if not missing:
+        return
+    pickled = sorted({p.name for pattern in PICKLED for p in root.glob(pattern)})
+    if WEIGHTS_FILE in missing and pickled:
+        raise ModelArtifactError(
+            str(root),
+            f"Model artifact '{root}' has pickled weights ({', '.join(pickled)}) and no "
+            f"{WEIGHTS_FILE}. taskloom loads safetensors only, because unpickling a file can "
+            "run arbitrary code. Re-save the model with safetensors (save_artifact does).",
+        )
+    present = sorted(p.name for p in root.iterdir()) or ["(empty)"]
+    raise ModelArtifactError(
+        str(root),
+        f"Model artifact '{root}' is incomplete: missing {', '.join(missing)}. It holds "
+        f"{', '.join(present)}. An artifact needs {', '.join(REQUIRED)} and the tokenizer's "
+        "files; write one with agents.save_artifact.",
+    )
+
+
+def _read_meta(root: Path) -> ArtifactMeta:
+    try:
+        return ArtifactMeta.model_validate_json((root / META_FILE).read_bytes())
+    except ValidationError as exc:
+        raise ModelArtifactError(
+            str(root), f"'{root / META_FILE}' is malformed: {exc}. Re-save the artifact."
+        ) from exc
+
+
+def read_artifact(
+    path: str | Path, expected_sha256: str | None = None
+) -> tuple[ArtifactMeta, bytes]:
+    """Check an artifact's files and checksum; return its metadata and weight bytes.
+
+    The weights are hashed from the very bytes that are then loaded, so a file swapped
+    between the check and the load cannot slip through.
+
+    Args:
+        path: The artifact directory.
+        expected_sha256: The checksum it must have (e.g. a ``ModelVersion``'s ``sha256``).
+
+    Returns:
+        The metadata and the raw contents of ``model.safetensors``.
+
+    Raises:
+        ModelArtifactError: A file is missing, pickled weights only, malformed metadata, or a
+            checksum mismatch (the message names the file and both hashes).
+    """
+    root = Path(path)
+    _check_files(root)
+    meta = _read_meta(root)
+    weights = (root / WEIGHTS_FILE).read_bytes()
+    actual = hashlib.sha256(weights).hexdigest()
+    claims = [("taskloom.json", meta.sha256)]
+    if expected_sha256 is not None:
+        claims.append(("the expected checksum", expected_sha256.strip().lower()))
+    for source, wanted in claims:
+        if actual != wanted:
+            raise ModelArtifactError(
+                str(root),
+                f"Checksum mismatch for '{root / WEIGHTS_FILE}': sha256 is {actual} but "
+                f"{source} says {wanted}. The weights were modified or replaced after they "
+                "were registered; restore the original file or register the new artifact "
+                "as a new model version.",
+            )
+    return meta, weights
+
+
+def load_pooled_classifier(path: str | Path, meta: ArtifactMeta, weights: bytes) -> tuple[Any, Any]:
+    """Build a ``PooledClassifier`` from an artifact checked by ``read_artifact``.
+
+    Returns:
+        The model (fp32, eval mode, on CPU) and its tokenizer.
+
+    Raises:
+        ModelArtifactError: The configuration, tokenizer or weights do not load.
+    """
+    from safetensors.torch import load  # noqa: PLC0415 - heavy, lazy
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: PLC0415
+
+    from agents._heads import PooledClassifier  # noqa: PLC0415 - imports torch
+
+    root = Path(path)
+    try:
+        config = AutoConfig.from_pretrained(root, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+        encoder = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
+        model = PooledClassifier(encoder, len(meta.labels))
+        model.load_state_dict(load(weights), strict=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelArtifactError(
+            str(root),
+            f"Could not load the model artifact '{root}': {type(exc).__name__}: {exc}. Its "
+            "files do not fit together (config, weights and labels must come from one "
+            "save_artifact call).",
+        ) from exc
+    return model.float().eval(), tokenizer
