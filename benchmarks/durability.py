@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -46,6 +43,7 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.pool import NullPool
 
 from benchmarks._peers import SUPPORT4_STEPS, check_peers, langgraph_support4_durable
+from benchmarks._report import write_json
 from benchmarks._taskloom_side import support4
 from benchmarks.engine_overhead import _peer_runner, _taskloom_runner
 from knowledge import (
@@ -310,20 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.postgres_url:
         print("postgresql: skipped (pass --postgres-url or set TASKLOOM_TEST_POSTGRES_URL)")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "benchmark": "durability",
-            "quick": args.quick,
-            "rounds": rounds,
-            "runs_per_batch": runs,
-            "python": sys.version.split()[0],
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "versions": _versions(),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        result = {"meta": meta, **summary, "checks": checks}
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        meta = {"benchmark": "durability", "quick": args.quick, "rounds": rounds,
+                "runs_per_batch": runs, "versions": _versions()}  # fmt: skip
+        write_json(args.json, meta, {**summary, "checks": checks}, started)
     return 0
 
 

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +30,7 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 from benchmarks import _taskloom_side
 from benchmarks._peers import CHAIN_LENGTHS, PEERS, SUPPORT4_STEPS, check_peers, peer_versions
+from benchmarks._report import write_json
 from knowledge import MemoryRunStore
 from workflow import CompiledWorkflow, Engine
 
@@ -153,18 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(measure(rounds, steps_per_batch))
     print(render(summary, rounds))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "benchmark": "engine_overhead",
-            "quick": args.quick,
-            "rounds": rounds,
-            "python": sys.version.split()[0],
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "peers": peer_versions(),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        args.json.write_text(json.dumps({"meta": meta, **summary}, indent=2) + "\n")
+        meta = {"benchmark": "engine_overhead", "quick": args.quick, "rounds": rounds,
+                "peers": peer_versions()}  # fmt: skip
+        write_json(args.json, meta, summary, started)
     return 0
 
 
