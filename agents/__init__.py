@@ -18,6 +18,7 @@ from agents._errors import (
     PluginError,
     StepCancelledError,
 )
+from agents._extractor import Entity, EntityExtractor, ExtractorInput, ExtractorOutput
 from agents._imports import DEFAULT_ALLOWLIST, import_object, object_path
 from agents._model import ModelAgent
 from agents._registry import ENTRY_POINT_GROUP, AgentRegistry, default_registry, register
@@ -34,6 +35,10 @@ __all__ = [
     "AgentRegistry",
     "ClassifierInput",
     "ClassifierOutput",
+    "Entity",
+    "EntityExtractor",
+    "ExtractorInput",
+    "ExtractorOutput",
     "ImportNotAllowedError",
     "ModelAgent",
     "ModelArtifactError",

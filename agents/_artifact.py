@@ -8,6 +8,11 @@ An artifact directory holds::
     taskloom.json         ArtifactMeta: head kind, task kind, labels, temperature, threshold,
                           max_length, base model and the sha256 of model.safetensors
 
+Two heads exist: ``mean_pool_linear`` (a ``PooledClassifier``: single- or multi-label text
+classification) and ``token_linear`` (a ``TokenClassifier``: task ``token_classification``,
+one BIO tag per token, the labels being the tags). Their weights have the same names, so
+the loaders check the head kind rather than trusting the weights to fail.
+
 The artifact's checksum is the sha256 of ``model.safetensors``; it is what a knowledge-base
 ``ModelVersion`` row records and what loading verifies. Weights are never unpickled:
 ``pytorch_model.bin`` and other pickle formats run arbitrary code when loaded, so a directory
@@ -27,7 +32,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agents._errors import ModelArtifactError
 
@@ -38,6 +50,7 @@ __all__ = [
     "ArtifactMeta",
     "file_sha256",
     "load_pooled_classifier",
+    "load_token_classifier",
     "read_artifact",
     "save_artifact",
 ]
@@ -50,7 +63,10 @@ REQUIRED = (CONFIG_FILE, WEIGHTS_FILE, META_FILE, TOKENIZER_FILE)
 # Weight formats that unpickle (and so can run code) when loaded: refused, never read.
 PICKLED = ("pytorch_model.bin", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
 
-TaskKind = Literal["single_label", "multi_label"]
+TaskKind = Literal["single_label", "multi_label", "token_classification"]
+HeadKind = Literal["mean_pool_linear", "token_linear"]
+# Which task each head serves: a token head only tags tokens, a pooled head never does.
+TOKEN_HEAD, POOLED_HEAD = "token_linear", "mean_pool_linear"
 
 
 class ArtifactMeta(BaseModel):
@@ -59,8 +75,10 @@ class ArtifactMeta(BaseModel):
     Attributes:
         format: Version of this file's layout.
         head: The module architecture the weights belong to.
-        task: ``single_label`` (softmax over labels) or ``multi_label`` (one sigmoid each).
-        labels: Label names in logit order.
+        task: ``single_label`` (softmax over labels), ``multi_label`` (one sigmoid each) or
+            ``token_classification`` (a softmax over BIO tags per token; ``token_linear``
+            head only).
+        labels: Label names in logit order (token classification: the BIO tags).
         temperature: Divides the logits before softmax/sigmoid (calibration, 1.0 = none).
         threshold: Multi-label decision threshold on each probability.
         max_length: Longest input in tokens; longer inputs are truncated.
@@ -71,7 +89,7 @@ class ArtifactMeta(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format: Literal[1] = 1
-    head: Literal["mean_pool_linear"] = "mean_pool_linear"
+    head: HeadKind = "mean_pool_linear"
     task: TaskKind = "single_label"
     labels: Annotated[list[str], Field(min_length=1)]
     temperature: Annotated[float, Field(gt=0)] = 1.0
@@ -87,6 +105,19 @@ class ArtifactMeta(BaseModel):
         if repeated:
             raise ValueError(f"labels must be unique; repeated: {', '.join(repeated)}")
         return labels
+
+    @model_validator(mode="after")
+    def _head_fits_task(self) -> ArtifactMeta:
+        _check_head(self.head, self.task)
+        return self
+
+
+def _check_head(head: str, task: str) -> None:
+    if (head == TOKEN_HEAD) != (task == "token_classification"):
+        raise ValueError(
+            f"head '{head}' cannot serve task '{task}': task token_classification needs "
+            f"head {TOKEN_HEAD} (a TokenClassifier) and the other tasks need {POOLED_HEAD}"
+        )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -116,11 +147,14 @@ def save_artifact(  # noqa: PLR0913 - keyword-only, one per taskloom.json field
     so a reader sees either no artifact or a complete one.
 
     Args:
-        model: A ``PooledClassifier`` (an encoder with ``config`` and a linear ``head``).
+        model: A ``PooledClassifier`` or a ``TokenClassifier`` (an encoder with ``config``
+            and a linear ``head``); its ``head_kind`` is recorded (default
+            ``mean_pool_linear``).
         tokenizer: The model's tokenizer.
         path: The directory to create; it must not exist (artifacts are immutable).
         labels: Label names in logit order.
-        task: ``single_label`` or ``multi_label``.
+        task: ``single_label``, ``multi_label`` or ``token_classification`` (with a
+            ``TokenClassifier`` only).
         temperature: Calibration temperature (see ``fit_temperature``).
         threshold: Multi-label decision threshold.
         max_length: Longest input in tokens at inference.
@@ -131,7 +165,8 @@ def save_artifact(  # noqa: PLR0913 - keyword-only, one per taskloom.json field
 
     Raises:
         ModelArtifactError: ``path`` exists already.
-        ValueError: The labels do not match the model's head or a setting is out of range.
+        ValueError: The labels do not match the model's head, the task does not fit the
+            head, or a setting is out of range.
     """
     from safetensors.torch import save_model  # noqa: PLC0415 - heavy, lazy
 
@@ -145,6 +180,8 @@ def save_artifact(  # noqa: PLR0913 - keyword-only, one per taskloom.json field
     outputs = int(model.head.out_features)
     if outputs != len(labels):
         raise ValueError(f"The model's head has {outputs} outputs but {len(labels)} labels given")
+    head = str(getattr(model, "head_kind", POOLED_HEAD))
+    _check_head(head, task)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -152,6 +189,7 @@ def save_artifact(  # noqa: PLR0913 - keyword-only, one per taskloom.json field
         save_model(model, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         tokenizer.save_pretrained(staging)
         meta = ArtifactMeta(
+            head=head,
             task=task,
             labels=list(labels),
             temperature=temperature,
@@ -250,19 +288,48 @@ def load_pooled_classifier(path: str | Path, meta: ArtifactMeta, weights: bytes)
         The model (fp32, eval mode, on CPU) and its tokenizer.
 
     Raises:
-        ModelArtifactError: The configuration, tokenizer or weights do not load.
+        ModelArtifactError: The artifact has another head, or the configuration, tokenizer
+            or weights do not load.
     """
+    from agents._heads import PooledClassifier  # noqa: PLC0415 - imports torch
+
+    return _load_module(Path(path), meta, weights, POOLED_HEAD, PooledClassifier)
+
+
+def load_token_classifier(path: str | Path, meta: ArtifactMeta, weights: bytes) -> tuple[Any, Any]:
+    """Build a ``TokenClassifier`` from an artifact checked by ``read_artifact``.
+
+    Returns:
+        The model (fp32, eval mode, on CPU) and its tokenizer.
+
+    Raises:
+        ModelArtifactError: The artifact has another head, or the configuration, tokenizer
+            or weights do not load.
+    """
+    from agents._heads import TokenClassifier  # noqa: PLC0415 - imports torch
+
+    return _load_module(Path(path), meta, weights, TOKEN_HEAD, TokenClassifier)
+
+
+def _load_module(
+    root: Path, meta: ArtifactMeta, weights: bytes, head: str, module: Any
+) -> tuple[Any, Any]:
     from safetensors.torch import load  # noqa: PLC0415 - heavy, lazy
     from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: PLC0415
 
-    from agents._heads import PooledClassifier  # noqa: PLC0415 - imports torch
-
-    root = Path(path)
+    if meta.head != head:
+        # Both heads' weights have the same names and shapes: loading would "work".
+        raise ModelArtifactError(
+            str(root),
+            f"Model artifact '{root}' has a '{meta.head}' head (task {meta.task}) but this "
+            f"agent serves '{head}' artifacts. Serve it with the agent made for its task "
+            "(token_classification: EntityExtractor; otherwise TextClassifier).",
+        )
     try:
         config = AutoConfig.from_pretrained(root, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
         encoder = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
-        model = PooledClassifier(encoder, len(meta.labels))
+        model = module(encoder, len(meta.labels))
         model.load_state_dict(load(weights), strict=True)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelArtifactError(

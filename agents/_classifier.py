@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +32,8 @@ class ClassifierOutput(BaseModel):
         truncated: The text was longer than ``max_length`` tokens and was cut.
         empty: The text had no content; the answer then reflects only the model's prior.
         model_sha256: The checksum of the weights that answered (the model version).
+        prediction_id: The id of the knowledge base's ``Prediction`` row recording this
+            answer, for feedback to point at; None when the run has no knowledge base.
     """
 
     label: str
@@ -40,6 +43,7 @@ class ClassifierOutput(BaseModel):
     truncated: bool = False
     empty: bool = False
     model_sha256: str
+    prediction_id: int | None = None
 
 
 class TextClassifier(ModelAgent[ClassifierInput, ClassifierOutput]):
@@ -95,6 +99,21 @@ class TextClassifier(ModelAgent[ClassifierInput, ClassifierOutput]):
                 ctx.logger.warning("Input text %s; classified anyway.", why)
             outputs.append(self._output(loaded, probs, truncated=cut, empty=empty))
         return outputs
+
+    def _prediction_fields(self, loaded: LoadedModel, output: ClassifierOutput) -> dict[str, Any]:
+        """The top label, its confidence and, single-label, the full probability vector.
+
+        A multi-label vector (independent sigmoids) does not sum to 1, which a
+        ``PredictionIn`` vector must: it stays in the recorded output only.
+        """
+        fields: dict[str, Any] = {
+            "label": output.label,
+            "confidence": output.confidence,
+            "label_set": list(output.probabilities),
+        }
+        if loaded.meta.task == "single_label":
+            fields["probabilities"] = list(output.probabilities.values())
+        return fields
 
     def _probabilities(self, loaded: LoadedModel, ids: list[list[int]]) -> list[list[float]]:
         """Calibrated probabilities of each row, computed in length-sorted batches."""

@@ -17,6 +17,7 @@ several threads may run batches on one loaded model at once (inference only read
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,16 @@ from pydantic import BaseModel
 
 from agents._artifact import ArtifactMeta, load_pooled_classifier, read_artifact
 from agents._contract import Agent, RunContext
-from agents._errors import ModelArtifactError
+from agents._errors import AgentError, ModelArtifactError
+from knowledge import (
+    Database,
+    ModelRegistryError,
+    Prediction,
+    PredictionIn,
+    existing_runs,
+    get_alias,
+    record_predictions,
+)
 
 if TYPE_CHECKING:
     from knowledge import ModelVersion
@@ -49,6 +59,8 @@ class LoadedModel:
         tokenizer: Its tokenizer.
         meta: The artifact's ``taskloom.json``.
         path: The artifact directory.
+        version: The knowledge-base model version name it was loaded as ("" when it was
+            loaded from a directory alone).
         tokenizer_lock: Held while tokenizing: a Hugging Face tokenizer stores its
             truncation settings on itself for each call, so concurrent calls with different
             settings would tokenize with each other's.
@@ -61,11 +73,18 @@ class LoadedModel:
     tokenizer_lock: threading.Lock = field(
         default_factory=threading.Lock, compare=False, repr=False
     )
+    version: str = ""
 
     @property
     def sha256(self) -> str:
         """The checksum of the weights (the model version's identity)."""
         return self.meta.sha256
+
+    @property
+    def model_version(self) -> str:
+        """What predictions record as their model version: the registered version name, or
+        ``sha256:`` and the checksum's first 12 digits for an unregistered artifact."""
+        return self.version or f"sha256:{self.sha256[:12]}"
 
 
 @dataclass(frozen=True)
@@ -109,13 +128,77 @@ class ModelAgent(Agent[InT, OutT]):
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
+        # Not parameters: set by from_model_version / from_registry, carried by swap.
+        self.model_version = ""
+        self.registry_alias: tuple[str, str] | None = None
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_model_version(cls: type[AgentT], version: ModelVersion, **params: Any) -> AgentT:
         """Build the agent serving a registered model version (its path and checksum)."""
-        return cls(model_dir=version.artifact_path, sha256=version.sha256, **params)
+        agent = cls(model_dir=version.artifact_path, sha256=version.sha256, **params)
+        agent.model_version = version.version
+        return agent
+
+    @classmethod
+    def from_registry(
+        cls: type[AgentT],
+        database: Database,
+        agent: str | None = None,
+        alias: str = "serving",
+        **params: Any,
+    ) -> AgentT:
+        """Build the agent serving the model version an alias points at.
+
+        The weights are checked against the version row's sha256 when they load (on
+        ``warm_up`` or the first call), so a replaced or tampered artifact is refused.
+
+        Args:
+            database: The knowledge base holding the model registry.
+            agent: The agent name the versions are registered under; default: ``cls.name``.
+            alias: The alias to follow (``serving``, ``candidate``...).
+            **params: The agent's other parameters (``batch_size``, ``device``...).
+
+        Returns:
+            The agent; ``refresh_from_registry()`` later follows the alias if it moves.
+
+        Raises:
+            ModelRegistryError: The alias was never set for that agent.
+        """
+        name = agent if agent is not None else cls.name
+        built = cls.from_model_version(_alias_version(database, name, alias), **params)
+        built.registry_alias = (name, alias)
+        return built
+
+    def refresh_from_registry(self, database: Database) -> bool:
+        """Serve the version the registry alias points at now, if it moved.
+
+        The new version is loaded and checked before it serves (see ``swap``); batches in
+        flight finish on the old one.
+
+        Args:
+            database: The knowledge base holding the model registry.
+
+        Returns:
+            True if the agent swapped to another version, False if it serves it already.
+
+        Raises:
+            ModelRegistryError: The alias is no longer set.
+            ValueError: The agent was not built with ``from_registry``.
+            ModelArtifactError: The new version's artifact is missing or fails its checksum
+                (the old version keeps serving).
+        """
+        if self.registry_alias is None:
+            raise ValueError(
+                f"{type(self).__name__} follows no registry alias: build it with "
+                f"{type(self).__name__}.from_registry(database, agent, alias) to refresh it."
+            )
+        version = _alias_version(database, *self.registry_alias)
+        if (version.version, version.sha256) == (self.model_version, self.sha256):
+            return False
+        self.swap(version.artifact_path, sha256=version.sha256, model_version=version.version)
+        return True
 
     @property
     def loaded(self) -> LoadedModel:
@@ -138,9 +221,12 @@ class ModelAgent(Agent[InT, OutT]):
             return
         with self._lock:  # concurrent first calls must load once
             if self._loaded is None:
-                self._loaded = self._load(self.model_dir, self.sha256)
+                loaded = self._load(self.model_dir, self.sha256)
+                self._loaded = dataclasses.replace(loaded, version=self.model_version)
 
-    def swap(self, model_dir: str | Path, *, sha256: str | None = None) -> LoadedModel:
+    def swap(
+        self, model_dir: str | Path, *, sha256: str | None = None, model_version: str = ""
+    ) -> LoadedModel:
         """Serve another artifact from now on, without stopping.
 
         The new artifact is loaded and verified first; if that fails, the old one keeps
@@ -149,14 +235,18 @@ class ModelAgent(Agent[InT, OutT]):
         Args:
             model_dir: The new artifact directory.
             sha256: The checksum it must have (e.g. the promoted ``ModelVersion``'s).
+            model_version: Its registered version name, which predictions record ("" for an
+                unregistered artifact: they record its checksum prefix).
 
         Returns:
             The newly serving model.
         """
         fresh = self._load(str(model_dir), sha256)
+        fresh = dataclasses.replace(fresh, version=model_version)
         with self._lock:
             self._loaded = fresh
             self.model_dir, self.sha256 = str(model_dir), sha256
+            self.model_version = model_version
             # A workflow saved from now on names the artifact actually served.
             self._init_params.update(model_dir=self.model_dir, sha256=sha256)
         return fresh
@@ -183,7 +273,70 @@ class ModelAgent(Agent[InT, OutT]):
             raise ValueError(f"run_batch got {len(inputs)} inputs but {len(ctxs)} contexts")
         if not inputs:
             return []
-        return self._predict(self.loaded, inputs, ctxs)
+        loaded = self.loaded
+        outputs = self._predict(loaded, inputs, ctxs)
+        return self._record(loaded, inputs, outputs, ctxs)
+
+    def _prediction(
+        self, loaded: LoadedModel, input: InT, output: OutT, ctx: RunContext
+    ) -> PredictionIn:
+        """The prediction row of one answer (validated)."""
+        return PredictionIn(
+            agent=self.name,
+            model_version=loaded.model_version,
+            input=input,
+            output=output,
+            run_id=ctx.run_id,
+            step=ctx.step,
+            **self._prediction_fields(loaded, output),
+        )
+
+    def _prediction_fields(self, loaded: LoadedModel, output: OutT) -> dict[str, Any]:
+        """Extra ``PredictionIn`` fields: classifiers add label, confidence and vector."""
+        return {}
+
+    def _record(
+        self,
+        loaded: LoadedModel,
+        inputs: Sequence[InT],
+        outputs: list[OutT],
+        ctxs: Sequence[RunContext],
+    ) -> list[OutT]:
+        """Record the predictions of calls whose ``ctx.knowledge`` is a ``Database``.
+
+        One transaction per database per batch. If it fails, the batch fails: an answer
+        whose row is missing could never receive feedback nor be audited, and the engine's
+        retry and error routes handle a failed step, whereas a silently unrecorded answer
+        would be found only when the feedback is refused.
+
+        Raises:
+            AgentError: Recording failed; the cause is chained.
+        """
+        by_database: dict[int, tuple[Database, list[int]]] = {}
+        for row, ctx in enumerate(ctxs):
+            if isinstance(ctx.knowledge, Database):
+                by_database.setdefault(id(ctx.knowledge), (ctx.knowledge, []))[1].append(row)
+        outputs = list(outputs)
+        has_id = "prediction_id" in type(outputs[0]).model_fields
+        for database, rows in by_database.values():
+            try:
+                predictions = [
+                    self._prediction(loaded, inputs[i], outputs[i], ctxs[i]) for i in rows
+                ]
+                stored = _store(database, predictions)
+            except Exception as exc:
+                raise AgentError(
+                    f"{type(self).__name__} '{self.name}' answered {len(rows)} input(s) of "
+                    f"run(s) {sorted({ctxs[i].run_id for i in rows})} but could not record "
+                    f"them as predictions in the {database.dialect} knowledge base: "
+                    f"{type(exc).__name__}: {exc}. "
+                    "The answers are dropped because feedback needs their rows; fix the "
+                    "database (reachable, migrated: see Database.check_schema) and retry."
+                ) from exc
+            if has_id:
+                for i, prediction in zip(rows, stored, strict=True):
+                    outputs[i] = outputs[i].model_copy(update={"prediction_id": prediction.id})
+        return outputs
 
     @abstractmethod
     def _predict(
@@ -219,6 +372,36 @@ class ModelAgent(Agent[InT, OutT]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _store(database: Database, predictions: list[PredictionIn]) -> list[Prediction]:
+    """Record predictions in one transaction.
+
+    ``predictions.run_id`` references the ``runs`` table, which holds a run only when the
+    engine's run store is this database (``SqlRunStore``); with another store (the default
+    ``MemoryRunStore``) the row keeps its step and gets no run id rather than failing.
+    """
+    with database.transaction() as session:
+        known = existing_runs(session, (p.run_id for p in predictions if p.run_id is not None))
+        rows = [
+            p if p.run_id in known else p.model_copy(update={"run_id": None}) for p in predictions
+        ]
+        return record_predictions(session, rows)
+
+
+def _alias_version(database: Database, agent: str, alias: str) -> ModelVersion:
+    """The model version ``alias`` of ``agent`` points at; an error says how to set it."""
+    with database.session() as session:
+        version = get_alias(session, agent, alias)
+    if version is None:
+        raise ModelRegistryError(
+            f"Agent '{agent}' has no '{alias}' alias in the {database.dialect} knowledge base, "
+            "so there is no "
+            "model version to serve. Register one with knowledge.register_model_version and "
+            f"point the alias at it with knowledge.set_alias(session, '{agent}', '{alias}', "
+            "version, actor, reason) (or promote a fine-tuned version)."
+        )
+    return version
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:

@@ -69,7 +69,12 @@ from knowledge._models_registry import (
     serving_version,
     set_alias,
 )
-from knowledge._predictions import get_prediction, record_prediction, record_predictions
+from knowledge._predictions import (
+    existing_runs,
+    get_prediction,
+    record_prediction,
+    record_predictions,
+)
 from knowledge._records import (
     RouteDecision,
     RunRecord,
@@ -152,6 +157,7 @@ __all__ = [
     "claim_key",
     "dataset_hash",
     "enqueue_uncertain",
+    "existing_runs",
     "feedback_for",
     "find_facts",
     "get_alias",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from knowledge import _models as orm
@@ -32,6 +33,18 @@ def _row(prediction: PredictionIn, redactor: Redactor, now: float) -> dict[str, 
         "label_set": prediction.label_set,
         "created_at": now,
     }
+
+
+def existing_runs(session: Session, run_ids: Iterable[str]) -> set[str]:
+    """The ids among ``run_ids`` that have a row in ``runs`` (recorded by ``SqlRunStore``).
+
+    A prediction may only reference a stored run; callers whose runs live in another store
+    (the in-memory one) record such predictions without a run id.
+    """
+    wanted = set(run_ids)
+    if not wanted:
+        return set()
+    return set(session.scalars(select(orm.Run.id).where(orm.Run.id.in_(wanted))))
 
 
 def record_predictions(session: Session, predictions: Sequence[PredictionIn]) -> list[Prediction]:
