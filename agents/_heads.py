@@ -33,19 +33,22 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-class PooledClassifier(nn.Module):
-    """A transformer encoder, mean pooling over the attention mask, and a linear head.
+class _EncoderWithHead(nn.Module):
+    """A transformer encoder and a linear head; subclasses decide what the head reads.
+
+    Both subclasses name their weights ``encoder.*`` and ``head.*``, so their state dicts
+    look alike; the artifact's ``head`` field tells them apart when loading.
 
     Args:
         encoder: A Hugging Face base model (``AutoModel``) returning ``last_hidden_state``.
-        num_labels: Number of output logits.
-        dropout: Dropout on the pooled vector while training.
+        num_labels: Number of output logits (per text, or per token).
+        dropout: Dropout on the head's input while training.
     """
 
     def __init__(self, encoder: Any, num_labels: int, *, dropout: float = 0.1) -> None:
         super().__init__()
         if num_labels < 1:
-            raise ValueError(f"PooledClassifier needs num_labels >= 1, got {num_labels}")
+            raise ValueError(f"{type(self).__name__} needs num_labels >= 1, got {num_labels}")
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(int(encoder.config.hidden_size), num_labels)
@@ -55,43 +58,29 @@ class PooledClassifier(nn.Module):
         """The encoder's configuration (saved as the artifact's ``config.json``)."""
         return self.encoder.config
 
+    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden: torch.Tensor = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state
+        return hidden
+
+
+class PooledClassifier(_EncoderWithHead):
+    """Mean pooling over the attention mask, then the linear head (text classification)."""
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``(batch, num_labels)``."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = mean_pool(hidden.last_hidden_state, attention_mask)
+        pooled = mean_pool(self._hidden(input_ids, attention_mask), attention_mask)
         logits: torch.Tensor = self.head(self.dropout(pooled))
         return logits
 
 
-class TokenClassifier(nn.Module):
-    """A transformer encoder with a linear head on every token vector (BIO tagging).
-
-    Its weights have the same names and shapes as a ``PooledClassifier``'s; the artifact's
-    ``head`` field (``token_linear``) is what tells the two apart when loading.
-
-    Args:
-        encoder: A Hugging Face base model (``AutoModel``) returning ``last_hidden_state``.
-        num_labels: Number of tags (logits per token).
-        dropout: Dropout on the token vectors while training.
-    """
+class TokenClassifier(_EncoderWithHead):
+    """The linear head on every token vector (BIO tagging for entity extraction)."""
 
     head_kind = "token_linear"
 
-    def __init__(self, encoder: Any, num_labels: int, *, dropout: float = 0.1) -> None:
-        super().__init__()
-        if num_labels < 1:
-            raise ValueError(f"TokenClassifier needs num_labels >= 1, got {num_labels}")
-        self.encoder = encoder
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(int(encoder.config.hidden_size), num_labels)
-
-    @property
-    def config(self) -> Any:
-        """The encoder's configuration (saved as the artifact's ``config.json``)."""
-        return self.encoder.config
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``(batch, tokens, num_labels)``."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        logits: torch.Tensor = self.head(self.dropout(hidden.last_hidden_state))
+        logits: torch.Tensor = self.head(self.dropout(self._hidden(input_ids, attention_mask)))
         return logits
