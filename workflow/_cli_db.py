@@ -29,11 +29,11 @@ def add_db_commands(commands: Any) -> None:
 
     upgrade = actions.add_parser("upgrade", help="migrate the schema up (default: to head)")
     upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
-    upgrade.set_defaults(handler=_upgrade)
+    upgrade.set_defaults(handler=_migrate, direction="up")
 
     downgrade = actions.add_parser("downgrade", help="migrate the schema down")
     downgrade.add_argument("revision", help="target revision ('base' drops every table)")
-    downgrade.set_defaults(handler=_downgrade)
+    downgrade.set_defaults(handler=_migrate, direction="down")
 
     current = actions.add_parser("current", help="print the schema revision and the head")
     current.set_defaults(handler=_current)
@@ -63,19 +63,11 @@ def _open(args: argparse.Namespace, *, auto_upgrade: bool | None = False) -> Dat
     return Database(args.url, auto_upgrade=auto_upgrade)
 
 
-def _upgrade(args: argparse.Namespace) -> int:
+def _migrate(args: argparse.Namespace) -> int:
+    """``db upgrade`` and ``db downgrade``: move the schema and say from where to where."""
     with _open(args) as db:
         before = db.current_revision()
-        db.upgrade(args.revision)
-        after = db.current_revision()
-        print(f"{db.display_url}: schema {before or 'base'} -> {after or 'base'}")
-    return 0
-
-
-def _downgrade(args: argparse.Namespace) -> int:
-    with _open(args) as db:
-        before = db.current_revision()
-        db.downgrade(args.revision)
+        (db.upgrade if args.direction == "up" else db.downgrade)(args.revision)
         after = db.current_revision()
         print(f"{db.display_url}: schema {before or 'base'} -> {after or 'base'}")
     return 0
