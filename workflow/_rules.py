@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, NoReturn
 
@@ -49,7 +50,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-class Rule:
+class Rule(ABC):
     """A condition over run state. Combine with ``&``, ``|``, ``~``."""
 
     def __and__(self, other: Rule | Ref) -> Rule:
@@ -67,21 +68,21 @@ class Rule:
             "or, not."
         )
 
+    @abstractmethod
     def compile(self) -> Callable[[RunState], bool]:
         """A closure evaluating this rule on a run state."""
-        raise NotImplementedError  # pragma: no cover - every subclass implements it
 
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """The serialized form (see ``rule_from_dict``)."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def refs(self) -> Iterator[Ref]:
         """Every reference this rule reads."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def check(self, resolve: Resolver) -> list[str]:
         """Problems found type-checking this rule; ``resolve`` maps a ref to its type."""
-        raise NotImplementedError  # pragma: no cover
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self})"
