@@ -87,8 +87,10 @@ class PredictionIn(_In):
         label: The predicted label, for classifiers; must be in ``label_set`` when both given.
         confidence: The model's confidence in ``label``, in [0, 1].
         probabilities: The full probability vector, aligned with ``label_set``; what the review
-            queue ranks by.
+            queue ranks by. It sums to 1 unless ``multi_label``.
         label_set: Every label the model can predict, in the model's order.
+        multi_label: ``probabilities`` are independent per-label probabilities (a sigmoid
+            each, as a multi-label classifier gives), not one distribution.
         run_id: The run the prediction was made in, if any.
         step: The step of that run.
     """
@@ -101,6 +103,7 @@ class PredictionIn(_In):
     confidence: Probability | None = None
     probabilities: list[Probability] | None = None
     label_set: list[Name] | None = None
+    multi_label: bool = False
     run_id: Annotated[str, StringConstraints(max_length=32)] | None = None
     step: Name | None = None
 
@@ -122,10 +125,11 @@ class PredictionIn(_In):
                     "vector is aligned with."
                 )
             total = math.fsum(self.probabilities)
-            if abs(total - 1.0) > SUM_TOLERANCE:
+            if not self.multi_label and abs(total - 1.0) > SUM_TOLERANCE:
                 raise ValueError(
                     f"probabilities sum to {total:.6f}, not 1: pass the softmax of the "
-                    "model's scores, not the logits."
+                    "model's scores, not the logits (or multi_label=True for independent "
+                    "per-label probabilities)."
                 )
         if self.label is not None and labels is not None and self.label not in labels:
             raise ValueError(f"label '{self.label}' is not in label_set {labels}.")
@@ -144,6 +148,7 @@ class Prediction(_Out):
     confidence: float | None
     probabilities: list[float] | None
     label_set: list[str] | None
+    multi_label: bool
     run_id: str | None
     step: str | None
     created_at: float

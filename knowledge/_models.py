@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -141,6 +143,8 @@ class Prediction(Base):
     # The full probability vector, aligned with label_set (for uncertainty sampling).
     probabilities: Mapped[list[Any] | None]
     label_set: Mapped[list[Any] | None]
+    # Independent per-label probabilities (sigmoids) rather than one distribution.
+    multi_label: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[float] = mapped_column(Float)
 
 

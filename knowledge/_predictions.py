@@ -31,6 +31,7 @@ def _row(prediction: PredictionIn, redactor: Redactor, now: float) -> dict[str, 
         "confidence": prediction.confidence,
         "probabilities": prediction.probabilities,
         "label_set": prediction.label_set,
+        "multi_label": prediction.multi_label,
         "created_at": now,
     }
 

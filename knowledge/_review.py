@@ -8,6 +8,10 @@ means the same under each:
 - ``margin``: ``1 - (p1 - p2)``, how close the runner-up is (``1 - p1`` when K is 1);
 - ``entropy``: ``-sum(p log p) / log K``, how spread out the whole vector is (0 when K is 1).
 
+A multi-label prediction (``multi_label``: one independent sigmoid per label) is a set of
+yes/no decisions, so each label's ``(p, 1 - p)`` pair is measured as above and the most
+uncertain label decides: the prediction is as uncertain as its closest call.
+
 Higher is more uncertain and is reviewed first; ties go to the older prediction.
 """
 
@@ -32,12 +36,18 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 SCAN_BATCH = 1000  # predictions fetched per round trip when scanning for uncertain ones
 
 
-def uncertainty(probabilities: Sequence[float], strategy: Strategy = "least_confidence") -> float:
+def uncertainty(
+    probabilities: Sequence[float],
+    strategy: Strategy = "least_confidence",
+    *,
+    multi_label: bool = False,
+) -> float:
     """How uncertain a probability vector is, in [0, 1] (see the module docstring).
 
     Args:
-        probabilities: One probability per label, summing to 1.
+        probabilities: One probability per label, summing to 1 unless ``multi_label``.
         strategy: ``least_confidence``, ``margin`` or ``entropy``.
+        multi_label: The values are independent per-label probabilities.
 
     Returns:
         The uncertainty; higher means label it sooner.
@@ -47,6 +57,10 @@ def uncertainty(probabilities: Sequence[float], strategy: Strategy = "least_conf
     """
     if not probabilities:
         raise ValueError("uncertainty needs a probability vector with at least one value.")
+    if multi_label:
+        _check_strategy(strategy)
+        # Each label is a 2-label vector (p, 1 - p), measured on the same scale as above.
+        return max(uncertainty([p, 1.0 - p], strategy) for p in probabilities)
     if strategy == "least_confidence":
         return 1.0 - max(probabilities)
     if strategy == "margin":
@@ -70,11 +84,12 @@ def _labelled(prediction_id: Any) -> Any:
     return exists().where(orm.Feedback.prediction_id == prediction_id)
 
 
-def _scan(session: Session, agent: str) -> Iterator[tuple[int, list[float] | None]]:
-    """Predictions of ``agent`` neither queued nor labelled yet, oldest first."""
+def _scan(session: Session, agent: str) -> Iterator[tuple[int, list[float] | None, bool]]:
+    """Predictions of ``agent`` neither queued nor labelled yet, oldest first: id, vector
+    and whether it is multi-label."""
     queued = exists().where(orm.ReviewItem.prediction_id == orm.Prediction.id)
     query = (
-        select(orm.Prediction.id, orm.Prediction.probabilities)
+        select(orm.Prediction.id, orm.Prediction.probabilities, orm.Prediction.multi_label)
         .where(orm.Prediction.agent == agent, ~queued, ~_labelled(orm.Prediction.id))
         .order_by(orm.Prediction.id)
         .execution_options(yield_per=SCAN_BATCH)
@@ -107,8 +122,8 @@ def enqueue_uncertain(
     """
     _check_strategy(strategy)
     scored = (
-        (uncertainty(probabilities, strategy), id_)
-        for id_, probabilities in _scan(session, agent)
+        (uncertainty(probabilities, strategy, multi_label=multi_label), id_)
+        for id_, probabilities, multi_label in _scan(session, agent)
         if probabilities
     )
     if threshold is not None:
@@ -180,7 +195,11 @@ def review_queue(
         return [_item(item, pred) for item, pred in session.execute(query.limit(limit))]
     _check_strategy(strategy)
     ranked = [
-        (uncertainty(pred.probabilities or [1.0], strategy), item, pred)
+        (
+            uncertainty(pred.probabilities or [1.0], strategy, multi_label=pred.multi_label),
+            item,
+            pred,
+        )
         for item, pred in session.execute(query)
     ]
     best = heapq.nsmallest(limit, ranked, key=lambda r: (-r[0], r[1].prediction_id))

@@ -34,7 +34,7 @@ from agents import (
     save_artifact,
 )
 from agents.testing import FakeAgent, check_agent
-from knowledge import ModelVersion
+from knowledge import Database, ModelVersion, get_prediction
 from workflow import Batch, Engine, Workflow, state
 
 LABELS = ["card_arrival", "lost_or_stolen_card", "exchange_rate"]
@@ -300,6 +300,25 @@ def test_multi_label_threshold(tiny_model: Any, tokenizer: Any, tmp_path: Path) 
     assert sum(default.probabilities.values()) == pytest.approx(1.5, abs=1e-4)
     with pytest.raises(ValueError, match="threshold must be in"):
         TextClassifier(str(tmp_path / "m"), threshold=1.5)
+
+
+def test_multi_label_vectors_are_recorded_whole(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    model = tiny_model(tokenizer, len(LABELS), seed=7)
+    save_artifact(model, tokenizer, tmp_path / "m", labels=LABELS, task="multi_label")
+    database = Database(f"sqlite:///{tmp_path / 'kb.db'}")
+    try:
+        agent = TextClassifier(str(tmp_path / "m"))
+        ctx = RunContext("run1", "topics", knowledge=database)
+        (out,) = agent.run_batch([ClassifierInput(text="card stolen, rate?")], [ctx])
+        with database.session() as session:
+            stored = get_prediction(session, out.prediction_id or 0)
+    finally:
+        database.dispose()
+    assert stored.multi_label
+    assert stored.label_set == LABELS
+    assert stored.probabilities == pytest.approx(list(out.probabilities.values()))
 
 
 def test_hot_swap_lets_the_batch_in_flight_finish_on_the_old_model(

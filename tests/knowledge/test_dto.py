@@ -53,6 +53,10 @@ def test_pydantic_models_are_stored_as_their_json() -> None:
     assert (p.input, p.output, f.correction) == ({"text": "hi"}, {"text": "there"}, {"text": "x"})
 
 
+def test_multi_label_vectors_need_not_sum_to_one() -> None:
+    assert prediction(probabilities=[0.9, 0.8, 0.1], multi_label=True).multi_label
+
+
 @pytest.mark.parametrize(
     ("fields", "fragment"),
     [
@@ -60,6 +64,8 @@ def test_pydantic_models_are_stored_as_their_json() -> None:
         ({"label_set": None, "label": None}, "label_set has none"),
         ({"probabilities": [1.0, 2.0, 3.0]}, "less than or equal to 1"),
         ({"probabilities": [0.3, 0.3, 0.3]}, "sum to 0.900000, not 1"),
+        ({"probabilities": [0.3, 0.3], "multi_label": True}, "2 values but label_set has 3"),
+        ({"probabilities": [0.3, 1.3, 0.3], "multi_label": True}, "less than or equal to 1"),
         ({"label": "fraud"}, "label 'fraud' is not in label_set"),
         ({"label_set": ["a", "a", "b"], "label": "a"}, "repeated labels"),
         ({"confidence": 1.5}, "less than or equal to 1"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -227,3 +228,43 @@ def test_the_labelling_budget_counts_human_labels_this_round(database: Database)
         assert labelling_budget(session, "intent", per_round=1, since=100.0) == 0
         assert labelling_budget(session, "intent", per_round=5, since=0.0) == 2
         assert labelling_budget(session, "nobody", per_round=5, since=0.0) == 5
+
+
+def test_multi_label_uncertainty_is_that_of_the_closest_call() -> None:
+    # Each label is a yes/no pair (p, 1 - p); the most uncertain label decides.
+    confident, torn = [0.97, 0.01, 0.02], [0.6, 0.9, 0.55]
+    assert uncertainty(confident, multi_label=True) == pytest.approx(0.03)
+    assert uncertainty(confident, "margin", multi_label=True) == pytest.approx(1 - (0.97 - 0.03))
+    assert uncertainty(torn, multi_label=True) == pytest.approx(0.45)
+    assert uncertainty(torn, "margin", multi_label=True) == pytest.approx(1 - (0.55 - 0.45))
+    binary_entropy = -(0.55 * math.log(0.55) + 0.45 * math.log(0.45)) / math.log(2)
+    assert uncertainty(torn, "entropy", multi_label=True) == pytest.approx(binary_entropy)
+    with pytest.raises(ValueError, match="Strategies: least_confidence"):
+        uncertainty(torn, "random", multi_label=True)  # type: ignore[arg-type]
+
+
+def test_multi_label_predictions_are_recorded_and_queued_by_their_closest_call(
+    database: Database,
+) -> None:
+    items = [
+        PredictionIn(
+            agent="topics",
+            model_version="v1",
+            input={"text": name},
+            output={},
+            probabilities=vector,
+            label_set=LABELS,
+            multi_label=True,
+        )
+        for name, vector in {"confident": [0.97, 0.99, 0.02], "torn": [0.5, 0.99, 0.02]}.items()
+    ]
+    with database.transaction() as session:
+        stored = record_predictions(session, items)
+        assert enqueue_uncertain(session, "topics") == 2
+
+    assert [p.multi_label for p in stored] == [True, True]
+    with database.session() as session:
+        queue = review_queue(session, "topics")
+    assert [q.prediction.input["text"] for q in queue] == ["torn", "confident"]
+    assert [q.priority for q in queue] == pytest.approx([0.5, 0.03])
+    assert queue[0].prediction.probabilities == [0.5, 0.99, 0.02]
