@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agents._bio import IGNORE
+
 __all__ = ["fit_temperature"]
 
 # T is optimised as log T so it stays positive; the bounds keep a degenerate validation set
@@ -23,8 +25,12 @@ def fit_temperature(
     """Fit the temperature that minimises the NLL of ``softmax(logits / T)`` on ``labels``.
 
     Args:
-        logits: Validation logits, shape ``(n, k)`` (a tensor, array or nested lists).
-        labels: Single-label: the true class index of each row, shape ``(n,)``.
+        logits: Validation logits, shape ``(n, k)`` (a tensor, array or nested lists), or
+            ``(n, tokens, k)`` for a token classifier.
+        labels: Single-label: the true class index of each row, shape ``(n,)``; token
+            logits: the true tag of each token, shape ``(n, tokens)``, with ``-100`` (the
+            Hugging Face convention) on tokens that are not scored (padding, special
+            tokens, subwords after a word's first).
             Multi-label: 0/1 targets, shape ``(n, k)`` (the loss is then binary
             cross-entropy of ``sigmoid(logits / T)``).
         multi_label: Which of the two the labels are.
@@ -34,7 +40,7 @@ def fit_temperature(
         The temperature, within [0.05, 100]; store it with the artifact (``save_artifact``).
 
     Raises:
-        ValueError: Shapes do not fit or there are no rows.
+        ValueError: Shapes do not fit or there are no rows (or no scored tokens).
     """
     import torch  # noqa: PLC0415 - heavy, lazy
     from torch.nn import functional  # noqa: PLC0415
@@ -42,6 +48,14 @@ def fit_temperature(
     # clone(): logits computed under inference_mode cannot take part in autograd otherwise.
     scores = torch.as_tensor(logits, dtype=torch.float32).detach().clone()
     targets = torch.as_tensor(labels).detach().clone()
+    if scores.dim() == 3 and not multi_label:  # noqa: PLR2004 - (texts, tokens, tags)
+        if tuple(targets.shape) != tuple(scores.shape[:2]):
+            raise ValueError(
+                f"fit_temperature needs token tags of shape {tuple(scores.shape[:2])} for "
+                f"token logits {tuple(scores.shape)}, got {tuple(targets.shape)}"
+            )
+        scored = targets.reshape(-1) != IGNORE
+        scores, targets = scores.reshape(-1, scores.shape[-1])[scored], targets.reshape(-1)[scored]
     _check_shapes(tuple(scores.shape), tuple(targets.shape), multi_label)
     if multi_label:
         targets = targets.float()

@@ -25,6 +25,7 @@ from agents import (
     ModelArtifactError,
     RunContext,
     TextClassifier,
+    fit_temperature,
     save_artifact,
 )
 from agents._bio import IGNORE, Span, align_labels, bio_tags, decode, words_of
@@ -275,3 +276,46 @@ def test_predictions_are_recorded_with_their_entities(artifact: Path, tmp_path: 
         assert extract(agent, [TEXTS[0]])[0].prediction_id is None  # no knowledge base
     finally:
         database.dispose()
+
+
+def test_token_temperature_is_fitted_on_scored_tokens_only() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, len(TAGS)) * 8  # overconfident: large, partly wrong logits
+    tags = logits.argmax(-1)
+    tags[:, 0] = (tags[:, 0] + 1) % len(TAGS)  # first tokens wrong
+    tags[0, 3:] = IGNORE  # padding and subwords are not scored
+    scored = tags != IGNORE
+
+    fitted = fit_temperature(logits, tags)
+
+    assert fitted > 1.0  # wrong confident answers call for softer probabilities
+    assert fitted == pytest.approx(fit_temperature(logits[scored], tags[scored]), rel=1e-4)
+    with pytest.raises(ValueError, match=r"token tags of shape \(3, 5\)"):
+        fit_temperature(logits, tags[:, :4])
+
+
+def test_extractor_confidence_uses_the_artifact_temperature(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    model = tiny_model(tokenizer, len(TAGS), head=TokenClassifier, seed=5)
+    for name, temperature in (("sharp", 1.0), ("soft", 4.0)):
+        save_artifact(
+            model,
+            tokenizer,
+            tmp_path / name,
+            labels=TAGS,
+            task="token_classification",
+            temperature=temperature,
+        )
+    sharp, soft = (extract(EntityExtractor(str(tmp_path / n)), TEXTS) for n in ("sharp", "soft"))
+
+    pairs = [
+        (a, b)
+        for x, y in zip(sharp, soft, strict=True)
+        for a, b in zip(x.entities, y.entities, strict=True)
+    ]
+    assert pairs  # the random model finds some entities
+    assert all((a.type, a.start, a.end) == (b.type, b.start, b.end) for a, b in pairs)
+    # Softer (or, where fp32 saturates at 1.0, equal) confidence for every entity.
+    assert all(b.confidence <= a.confidence for a, b in pairs)
+    assert sum(b.confidence for _, b in pairs) < sum(a.confidence for a, _ in pairs)
