@@ -6,8 +6,8 @@
   ``SqlRunStore``; ``run_once`` and friends for exactly-once side effects; ``prune``;
 - predictions, feedback (validated), the review queue ordered by uncertainty, facts, dataset
   versions, model versions with alias history, and the audit log;
-- documents: ``ingest_path`` / ``add_document`` and hybrid full-text + vector ``search``
-  through an ``Embedder``;
+- documents: ``ingest_path`` / ``add_document`` (``reembed_chunks`` after a model change)
+  and hybrid full-text + vector ``search`` through an ``Embedder``;
 - ``Redactor``: card numbers, IBANs, emails and phone numbers are redacted before any text is
   stored.
 
@@ -58,7 +58,13 @@ from knowledge._errors import (
 from knowledge._facts import add_fact, add_facts, find_facts
 from knowledge._feedback import feedback_for, submit_feedback, submit_feedback_many
 from knowledge._idempotency import Claim, claim_key, remember_result, run_once
-from knowledge._ingest import IngestReport, add_document, ingest_path
+from knowledge._ingest import (
+    IngestReport,
+    add_document,
+    chunk_embedders,
+    ingest_path,
+    reembed_chunks,
+)
 from knowledge._models_registry import (
     alias_history,
     get_alias,
@@ -154,6 +160,7 @@ __all__ = [
     "alias_history",
     "audit",
     "audit_log",
+    "chunk_embedders",
     "claim_key",
     "dataset_hash",
     "enqueue_uncertain",
@@ -171,6 +178,7 @@ __all__ = [
     "prune",
     "record_prediction",
     "record_predictions",
+    "reembed_chunks",
     "register_model_version",
     "remember_result",
     "review_queue",

@@ -28,13 +28,15 @@ import csv
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,7 +46,14 @@ from knowledge._errors import EmbedderError, IngestError
 from knowledge._models import Chunk, Document
 from knowledge._redact import redactor_for
 
-__all__ = ["SUPPORTED_EXTENSIONS", "IngestReport", "add_document", "ingest_path"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "IngestReport",
+    "add_document",
+    "chunk_embedders",
+    "ingest_path",
+    "reembed_chunks",
+]
 
 SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".csv", ".jsonl")
 TITLE_CHARS = 80  # a row without a title is titled by the start of its text, this long
@@ -159,6 +168,81 @@ def add_document(  # noqa: PLR0913 - keyword-only options, documented below
     writer = _Writer(session, embedder, report, chunk_chars, overlap, batch_size=256)
     doc = _Doc(text, source, title, dict(meta or {}), markdown=markdown)
     return writer.add(doc, flush=True)
+
+
+def reembed_chunks(
+    session: Session,
+    embedder: Embedder,
+    *,
+    replace: Collection[str] | None = None,
+    batch_size: int = 256,
+) -> int:
+    """Embed with ``embedder`` the stored chunks that have no vector from it yet.
+
+    A chunk holds one embedding, tagged with its embedder's name, and search compares a query
+    only with chunks of the same name. So when a new model version serves (a fine-tuned
+    retriever), the chunks must be embedded again before its vector search finds them; this
+    does it in batches, flushing (not committing). It replaces the other embedders' vectors:
+    if the knowledge base also serves another embedder, name the ones to replace.
+
+    Args:
+        session: The database session; rows are updated and flushed, not committed.
+        embedder: The embedder whose vectors the chunks get.
+        replace: The embedder names whose chunks are re-embedded (chunks with no embedding
+            always are); None re-embeds every chunk not embedded by ``embedder``.
+        batch_size: Chunks embedded and written per batch.
+
+    Returns:
+        How many chunks were embedded (0 when all carry ``embedder``'s vectors already).
+
+    Raises:
+        EmbedderError: The embedder returned an array of the wrong shape.
+    """
+    if replace is None:
+        stale = or_(Chunk.embedder.is_(None), Chunk.embedder != embedder.name)
+    else:
+        stale = or_(Chunk.embedder.is_(None), Chunk.embedder.in_(set(replace)))
+    stale = or_(stale, Chunk.embedding.is_(None))
+    ids = list(session.scalars(select(Chunk.id).where(stale).order_by(Chunk.id)))
+    for start in range(0, len(ids), max(1, batch_size)):
+        batch = ids[start : start + max(1, batch_size)]
+        rows = session.execute(
+            select(Chunk.id, Chunk.text).where(Chunk.id.in_(batch)).order_by(Chunk.id)
+        ).all()
+        vectors = _embed(embedder, [text for _, text in rows])
+        values = [
+            {"id": chunk_id, "embedding": _blob(vector), "embedder": embedder.name}
+            for (chunk_id, _), vector in zip(rows, vectors, strict=True)
+        ]
+        session.execute(update(Chunk), values)
+    session.flush()
+    return len(ids)
+
+
+def chunk_embedders(session: Session) -> dict[str, int]:
+    """How many stored chunks each embedder name has embedded ("" for chunks with none).
+
+    Tells whether a model's index exists (and is complete) before searching with it.
+    """
+    stmt = select(Chunk.embedder, func.count()).group_by(Chunk.embedder)
+    return {name or "": count for name, count in session.execute(stmt)}
+
+
+def _embed(embedder: Embedder, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    """Embed ``texts``, checking that the embedder kept its contract's shape."""
+    vectors = embedder.embed(texts)
+    if vectors.shape != (len(texts), embedder.dim):
+        raise EmbedderError(
+            f"Embedder '{embedder.name}' returned an array of shape {vectors.shape} "
+            f"for {len(texts)} texts; an Embedder must return (len(texts), dim="
+            f"{embedder.dim})."
+        )
+    return vectors
+
+
+def _blob(vector: npt.NDArray[np.float32]) -> bytes:
+    """How a vector is stored: little-endian float32 bytes."""
+    return vector.astype("<f4").tobytes()
 
 
 def _files(path: Path, report: IngestReport) -> list[Path]:
@@ -344,15 +428,9 @@ class _Writer:
         )
         new = [doc for digest, doc in self.pending.items() if digest not in ids]
         chunks = [chunk for doc in new for chunk in doc.chunks]
-        vectors = self.embedder.embed([chunk.text for chunk in chunks])
-        if vectors.shape != (len(chunks), self.embedder.dim):
-            raise EmbedderError(
-                f"Embedder '{self.embedder.name}' returned an array of shape {vectors.shape} "
-                f"for {len(chunks)} texts; an Embedder must return (len(texts), dim="
-                f"{self.embedder.dim})."
-            )
+        vectors = _embed(self.embedder, [chunk.text for chunk in chunks])
         for chunk, vector in zip(chunks, vectors, strict=True):
-            chunk.embedding = vector.astype("<f4").tobytes()
+            chunk.embedding = _blob(vector)
             chunk.embedder = self.embedder.name
         self.session.add_all(new)
         try:

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field
 from sqlalchemy import (
     ColumnElement,
@@ -51,6 +52,7 @@ from sqlalchemy.types import NullType
 
 from knowledge._embed import Embedder
 from knowledge._errors import SearchError
+from knowledge._ingest import chunk_embedders
 from knowledge._models import Chunk, Document
 
 __all__ = ["SearchHit", "fuse", "search"]
@@ -97,6 +99,7 @@ def search(
     k: int = 5,
     filters: Mapping[str, Any] | None = None,
     alpha: float = 0.5,
+    query_vector: npt.NDArray[np.float32] | None = None,
 ) -> list[SearchHit]:
     """Find the ``k`` chunks that best match ``query``.
 
@@ -110,23 +113,36 @@ def search(
             ``1``). The key ``source`` matches the document's source instead. All must hold.
         alpha: Weight of vector similarity against full text, from 0 (full text only) to 1
             (vector only).
+        query_vector: The query's embedding by ``embedder``, when the caller computed it
+            already (e.g. for a batch of queries in one forward pass); else it is embedded
+            here.
 
     Returns:
         Hits, best first (ties by chunk id); fewer than ``k`` if fewer chunks match.
 
     Raises:
-        SearchError: ``k`` < 1, ``alpha`` outside [0, 1], or a malformed filter.
+        SearchError: ``k`` < 1, ``alpha`` outside [0, 1], a malformed filter, or a
+            ``query_vector`` whose shape is not ``(embedder.dim,)``.
     """
     if k < 1:
         raise SearchError(f"k must be at least 1, got {k}.")
     if not 0.0 <= alpha <= 1.0:
         raise SearchError(f"alpha must be between 0 (full text) and 1 (vector), got {alpha}.")
+    if query_vector is not None and query_vector.shape != (embedder.dim,):
+        raise SearchError(
+            f"query_vector has shape {query_vector.shape}; embedder '{embedder.name}' makes "
+            f"vectors of shape ({embedder.dim},). Pass one row of embedder.embed([query])."
+        )
     clauses = _filter_clauses(session, filters or {})
     if not query.strip():
         return []
     pool = max(MIN_CANDIDATES, 4 * k)
     fts = _fts_candidates(session, query, clauses, pool) if alpha < 1 else []
-    vec = _vector_candidates(session, query, embedder, clauses, pool) if alpha > 0 else []
+    vec = (
+        _vector_candidates(session, query, embedder, clauses, pool, query_vector)
+        if alpha > 0
+        else []
+    )
     fused = fuse(fts, vec, alpha=alpha)[:k]
     return _hits(session, fused, dict(fts), dict(vec))
 
@@ -213,6 +229,7 @@ def _vector_candidates(
     embedder: Embedder,
     clauses: list[ColumnElement[bool]],
     limit: int,
+    query_vector: npt.NDArray[np.float32] | None,
 ) -> list[tuple[int, float]]:
     # NullType: the driver's bytes as they come; LargeBinary's per-row result processing
     # costs about as much as reading the rows (measured: 10k chunks, ~90 ms -> ~55 ms).
@@ -229,7 +246,9 @@ def _vector_candidates(
         return []
     ids = np.array([cid for cid, _ in rows], dtype=np.int64)
     matrix = np.frombuffer(b"".join([blob for _, blob in rows]), dtype="<f4")
-    scores = matrix.reshape(len(rows), embedder.dim) @ embedder.embed([query])[0]
+    if query_vector is None:
+        query_vector = embedder.embed([query])[0]
+    scores = matrix.reshape(len(rows), embedder.dim) @ query_vector
     top = np.argpartition(-scores, limit - 1)[:limit] if len(rows) > limit else np.arange(len(rows))
     order = sorted(top.tolist(), key=lambda i: (-scores[i], ids[i]))
     return [(int(ids[i]), float(scores[i])) for i in order]
@@ -237,8 +256,7 @@ def _vector_candidates(
 
 def _explain_no_vectors(session: Session, embedder: Embedder) -> None:
     """Log why vector search found nothing when chunks from other embedders exist."""
-    stmt = select(Chunk.embedder, func.count()).group_by(Chunk.embedder)
-    others = {name: n for name, n in session.execute(stmt) if name != embedder.name}
+    others = {name: n for name, n in chunk_embedders(session).items() if name != embedder.name}
     if others:
         logger.warning(
             "No chunks are embedded with '%s' (stored: %s); vector search skipped. Search "

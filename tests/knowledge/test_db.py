@@ -234,18 +234,23 @@ def test_an_empty_database_without_auto_upgrade_names_the_command(database_url: 
     db.dispose()
 
 
+# The shipped head revision, and the one a newer taskloom would add after it.
+HEAD = max(p.name[:4] for p in (_migrate.MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
+NEWER = f"{int(HEAD) + 1:04d}"
+
+
 @pytest.fixture
 def newer_migrations(tmp_path: Path) -> Path:
-    """A copy of the shipped migrations plus a revision 0002 that this taskloom lacks."""
+    """A copy of the shipped migrations plus a revision that this taskloom lacks."""
     folder = tmp_path / "migrations"
     shutil.copytree(_migrate.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_extra.py").write_text(
-        textwrap.dedent("""
+    (folder / "versions" / f"{NEWER}_extra.py").write_text(
+        textwrap.dedent(f"""
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "0002"
-            down_revision = "0001"
+            revision = "{NEWER}"
+            down_revision = "{HEAD}"
             branch_labels = None
             depends_on = None
 
@@ -271,11 +276,11 @@ def test_a_schema_behind_head_names_the_command_and_both_revisions(
         db.session()
     message = str(info.value)
     assert f"taskloom db upgrade --url '{db.display_url}'" in message
-    assert "current: 0001, head: 0002" in message
+    assert f"current: {HEAD}, head: {NEWER}" in message
 
     db.upgrade()
     db.check_schema()
-    assert db.current_revision() == "0002"
+    assert db.current_revision() == NEWER
     db.dispose()
 
 
@@ -291,4 +296,4 @@ def test_a_schema_newer_than_this_taskloom_says_to_upgrade_taskloom(
             with pytest.raises(SchemaError, match="schema is newer than this taskloom") as info:
                 call()
             assert "Upgrade taskloom" in str(info.value)
-            assert info.value.current == "0002"
+            assert info.value.current == NEWER
