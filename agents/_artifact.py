@@ -8,16 +8,21 @@ An artifact directory holds::
     taskloom.json         ArtifactMeta: head kind, task kind, labels, temperature, threshold,
                           max_length, base model and the sha256 of model.safetensors
 
-Two heads exist: ``mean_pool_linear`` (a ``PooledClassifier``: single- or multi-label text
-classification) and ``token_linear`` (a ``TokenClassifier``: task ``token_classification``,
-one BIO tag per token, the labels being the tags). Their weights have the same names, so
-the loaders check the head kind rather than trusting the weights to fail.
+Three heads exist: ``mean_pool_linear`` (a ``PooledClassifier``: single- or multi-label text
+classification), ``token_linear`` (a ``TokenClassifier``: task ``token_classification``,
+one BIO tag per token, the labels being the tags) and ``mean_pool`` (a ``BiEncoder``: task
+``embedding``, no head and no labels, unit vectors for retrieval). Their encoder weights have
+the same names, so the loaders check the head kind rather than trusting the weights to fail.
 
 The artifact's checksum is the sha256 of ``model.safetensors``; it is what a knowledge-base
 ``ModelVersion`` row records and what loading verifies. Weights are never unpickled:
 ``pytorch_model.bin`` and other pickle formats run arbitrary code when loaded, so a directory
 holding only those is refused. Artifacts are immutable: ``save_artifact`` writes a fresh
 directory atomically and never overwrites one.
+
+An int8 variant (``quantize_artifact``, ``quantization: dynamic_int8``) keeps its int8
+weights as plain tensors in the same safetensors file and loads only if the validation check
+recorded in its ``taskloom.json`` passed.
 
 torch, transformers and safetensors are imported inside the functions that need them.
 """
@@ -48,7 +53,9 @@ __all__ = [
     "META_FILE",
     "WEIGHTS_FILE",
     "ArtifactMeta",
+    "QuantizationCheck",
     "file_sha256",
+    "load_bi_encoder",
     "load_pooled_classifier",
     "load_token_classifier",
     "read_artifact",
@@ -63,10 +70,38 @@ REQUIRED = (CONFIG_FILE, WEIGHTS_FILE, META_FILE, TOKENIZER_FILE)
 # Weight formats that unpickle (and so can run code) when loaded: refused, never read.
 PICKLED = ("pytorch_model.bin", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
 
-TaskKind = Literal["single_label", "multi_label", "token_classification"]
-HeadKind = Literal["mean_pool_linear", "token_linear"]
-# Which task each head serves: a token head only tags tokens, a pooled head never does.
-TOKEN_HEAD, POOLED_HEAD = "token_linear", "mean_pool_linear"
+TaskKind = Literal["single_label", "multi_label", "token_classification", "embedding"]
+HeadKind = Literal["mean_pool_linear", "token_linear", "mean_pool"]
+TOKEN_HEAD, POOLED_HEAD, EMBEDDING_HEAD = "token_linear", "mean_pool_linear", "mean_pool"
+# The tasks each head serves; an embedding (no head) has no labels, every other task has some.
+HEAD_TASKS = {
+    POOLED_HEAD: ("single_label", "multi_label"),
+    TOKEN_HEAD: ("token_classification",),
+    EMBEDDING_HEAD: ("embedding",),
+}
+Quantization = Literal["none", "dynamic_int8"]
+
+
+class QuantizationCheck(BaseModel):
+    """How a quantized artifact scored against its fp32 source on validation data.
+
+    Attributes:
+        metric: ``accuracy``, ``micro_f1`` or ``span_micro_f1`` (see ``agents._quantize``).
+        fp32: The fp32 model's score, in [0, 1].
+        int8: The quantized model's score on the same examples.
+        examples: How many validation texts were scored.
+        tolerance_points: The largest drop (percentage points) that was allowed.
+        accepted: The drop was within the tolerance; only then does the artifact load.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: Literal["accuracy", "micro_f1", "span_micro_f1"]
+    fp32: Annotated[float, Field(ge=0, le=1)]
+    int8: Annotated[float, Field(ge=0, le=1)]
+    examples: Annotated[int, Field(ge=1)]
+    tolerance_points: Annotated[float, Field(ge=0)]
+    accepted: bool
 
 
 class ArtifactMeta(BaseModel):
@@ -77,13 +112,17 @@ class ArtifactMeta(BaseModel):
         head: The module architecture the weights belong to.
         task: ``single_label`` (softmax over labels), ``multi_label`` (one sigmoid each) or
             ``token_classification`` (a softmax over BIO tags per token; ``token_linear``
-            head only).
-        labels: Label names in logit order (token classification: the BIO tags).
+            head only) or ``embedding`` (unit vectors; ``mean_pool`` head only).
+        labels: Label names in logit order (token classification: the BIO tags); empty
+            for an embedding, which has no logits.
         temperature: Divides the logits before softmax/sigmoid (calibration, 1.0 = none).
         threshold: Multi-label decision threshold on each probability.
         max_length: Longest input in tokens; longer inputs are truncated.
         base_model: Name of the checkpoint the model was fine-tuned from.
         sha256: Checksum of ``model.safetensors``.
+        quantization: ``none`` (fp32) or ``dynamic_int8`` (see ``agents.quantize_artifact``).
+        quantized_from: A quantized artifact's fp32 source checksum.
+        check: A quantized artifact's validation record; it loads only if accepted.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -91,12 +130,16 @@ class ArtifactMeta(BaseModel):
     format: Literal[1] = 1
     head: HeadKind = "mean_pool_linear"
     task: TaskKind = "single_label"
-    labels: Annotated[list[str], Field(min_length=1)]
+    labels: list[str]
     temperature: Annotated[float, Field(gt=0)] = 1.0
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     max_length: Annotated[int, Field(ge=2)] = 128
     base_model: str = ""
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    # Defaults keep format 1: artifacts written before quantization existed still load.
+    quantization: Quantization = "none"
+    quantized_from: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    check: QuantizationCheck | None = None
 
     @field_validator("labels")
     @classmethod
@@ -109,14 +152,21 @@ class ArtifactMeta(BaseModel):
     @model_validator(mode="after")
     def _head_fits_task(self) -> ArtifactMeta:
         _check_head(self.head, self.task)
+        if (self.task == "embedding") != (not self.labels):
+            raise ValueError(
+                f"task '{self.task}' got {len(self.labels)} labels: an embedding has none "
+                "and every other task needs at least one"
+            )
+        if (self.quantization == "none") != (self.quantized_from is None):
+            raise ValueError("quantized_from is set exactly when quantization is not 'none'")
         return self
 
 
 def _check_head(head: str, task: str) -> None:
-    if (head == TOKEN_HEAD) != (task == "token_classification"):
+    if task not in HEAD_TASKS.get(head, ()):
+        served = "; ".join(f"{h}: {', '.join(t)}" for h, t in HEAD_TASKS.items())
         raise ValueError(
-            f"head '{head}' cannot serve task '{task}': task token_classification needs "
-            f"head {TOKEN_HEAD} (a TokenClassifier) and the other tasks need {POOLED_HEAD}"
+            f"head '{head}' cannot serve task '{task}'. Heads and their tasks: {served}"
         )
 
 
@@ -147,14 +197,14 @@ def save_artifact(  # noqa: PLR0913 - keyword-only, one per taskloom.json field
     so a reader sees either no artifact or a complete one.
 
     Args:
-        model: A ``PooledClassifier`` or a ``TokenClassifier`` (an encoder with ``config``
-            and a linear ``head``); its ``head_kind`` is recorded (default
-            ``mean_pool_linear``).
+        model: A ``PooledClassifier``, a ``TokenClassifier`` (an encoder with ``config``
+            and a linear ``head``) or a ``BiEncoder`` (no head); its ``head_kind`` is
+            recorded (default ``mean_pool_linear``).
         tokenizer: The model's tokenizer.
         path: The directory to create; it must not exist (artifacts are immutable).
-        labels: Label names in logit order.
-        task: ``single_label``, ``multi_label`` or ``token_classification`` (with a
-            ``TokenClassifier`` only).
+        labels: Label names in logit order (``[]`` for a ``BiEncoder``).
+        task: ``single_label``, ``multi_label``, ``token_classification`` (with a
+            ``TokenClassifier`` only) or ``embedding`` (with a ``BiEncoder`` only).
         temperature: Calibration temperature (see ``fit_temperature``).
         threshold: Multi-label decision threshold.
         max_length: Longest input in tokens at inference.
@@ -177,11 +227,11 @@ def save_artifact(  # noqa: PLR0913 - keyword-only, one per taskloom.json field
             f"Cannot save a model artifact to '{target}': it exists already. Artifacts are "
             "immutable (their checksum is registered); save each version to a new directory.",
         )
-    outputs = int(model.head.out_features)
-    if outputs != len(labels):
-        raise ValueError(f"The model's head has {outputs} outputs but {len(labels)} labels given")
     head = str(getattr(model, "head_kind", POOLED_HEAD))
     _check_head(head, task)
+    outputs = 0 if head == EMBEDDING_HEAD else int(model.head.out_features)
+    if outputs != len(labels):
+        raise ValueError(f"The model's head has {outputs} outputs but {len(labels)} labels given")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -278,7 +328,29 @@ def read_artifact(
                 "were registered; restore the original file or register the new artifact "
                 "as a new model version.",
             )
+    _check_quantized(root, meta)
     return meta, weights
+
+
+def _check_quantized(root: Path, meta: ArtifactMeta) -> None:
+    """Refuse a quantized artifact unless its validation check passed (so it may serve)."""
+    if meta.quantization == "none" or (meta.check is not None and meta.check.accepted):
+        return
+    if meta.check is None:
+        why = "it has no validation check"
+    else:
+        check = meta.check
+        why = (
+            f"its {check.metric} on {check.examples} validation examples fell from "
+            f"{check.fp32:.4f} (fp32) to {check.int8:.4f}, more than the allowed "
+            f"{check.tolerance_points} points"
+        )
+    raise ModelArtifactError(
+        str(root),
+        f"Refusing the {meta.quantization} artifact '{root}': {why}, so it was not accepted "
+        f"for serving. Serve its fp32 source (sha256 {meta.quantized_from}) instead, or "
+        "re-quantize with agents.quantize_artifact on the agent's validation data.",
+    )
 
 
 def load_pooled_classifier(path: str | Path, meta: ArtifactMeta, weights: bytes) -> tuple[Any, Any]:
@@ -311,6 +383,21 @@ def load_token_classifier(path: str | Path, meta: ArtifactMeta, weights: bytes) 
     return _load_module(Path(path), meta, weights, TOKEN_HEAD, TokenClassifier)
 
 
+def load_bi_encoder(path: str | Path, meta: ArtifactMeta, weights: bytes) -> tuple[Any, Any]:
+    """Build a ``BiEncoder`` from an artifact checked by ``read_artifact``.
+
+    Returns:
+        The model (fp32, eval mode, on CPU) and its tokenizer.
+
+    Raises:
+        ModelArtifactError: The artifact has another head, or the configuration, tokenizer
+            or weights do not load.
+    """
+    from agents._heads import BiEncoder  # noqa: PLC0415 - imports torch
+
+    return _load_module(Path(path), meta, weights, EMBEDDING_HEAD, lambda enc, _n: BiEncoder(enc))
+
+
 def _load_module(
     root: Path, meta: ArtifactMeta, weights: bytes, head: str, module: Any
 ) -> tuple[Any, Any]:
@@ -323,14 +410,20 @@ def _load_module(
             str(root),
             f"Model artifact '{root}' has a '{meta.head}' head (task {meta.task}) but this "
             f"agent serves '{head}' artifacts. Serve it with the agent made for its task "
-            "(token_classification: EntityExtractor; otherwise TextClassifier).",
+            "(token_classification: EntityExtractor; embedding: Retriever; otherwise "
+            "TextClassifier).",
         )
     try:
         config = AutoConfig.from_pretrained(root, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
         encoder = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
         model = module(encoder, len(meta.labels))
-        model.load_state_dict(load(weights), strict=True)
+        if meta.quantization == "dynamic_int8":
+            from agents._quantize import load_int8  # noqa: PLC0415 - imports this module
+
+            model = load_int8(model, load(weights))
+        else:
+            model.load_state_dict(load(weights), strict=True)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelArtifactError(
             str(root),

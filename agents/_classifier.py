@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from agents._contract import Role, RunContext
 from agents._model import LoadedModel, ModelAgent, length_sorted_batches, pad_batch
 
-__all__ = ["ClassifierInput", "ClassifierOutput", "TextClassifier"]
+__all__ = ["ClassifierInput", "ClassifierOutput", "TextClassifier", "calibrated_probabilities"]
 
 
 class ClassifierInput(BaseModel):
@@ -90,7 +90,9 @@ class TextClassifier(ModelAgent[ClassifierInput, ClassifierOutput]):
     ) -> list[ClassifierOutput]:
         texts = [item.text for item in inputs]
         encoded = self._encode(loaded, texts)
-        rows = self._probabilities(loaded, encoded.ids)
+        rows = calibrated_probabilities(
+            loaded, encoded.ids, batch_size=self.batch_size, device=self.device
+        )
         outputs = []
         for text, probs, cut, ctx in zip(texts, rows, encoded.truncated, ctxs, strict=True):
             empty = not text.strip()
@@ -101,38 +103,15 @@ class TextClassifier(ModelAgent[ClassifierInput, ClassifierOutput]):
         return outputs
 
     def _prediction_fields(self, loaded: LoadedModel, output: ClassifierOutput) -> dict[str, Any]:
-        """The top label, its confidence and, single-label, the full probability vector.
-
-        A multi-label vector (independent sigmoids) does not sum to 1, which a
-        ``PredictionIn`` vector must: it stays in the recorded output only.
-        """
-        fields: dict[str, Any] = {
+        """The top label, its confidence and the full probability vector (multi-label:
+        flagged as independent per-label probabilities, which need not sum to 1)."""
+        return {
             "label": output.label,
             "confidence": output.confidence,
             "label_set": list(output.probabilities),
+            "probabilities": list(output.probabilities.values()),
+            "multi_label": loaded.meta.task == "multi_label",
         }
-        if loaded.meta.task == "single_label":
-            fields["probabilities"] = list(output.probabilities.values())
-        return fields
-
-    def _probabilities(self, loaded: LoadedModel, ids: list[list[int]]) -> list[list[float]]:
-        """Calibrated probabilities of each row, computed in length-sorted batches."""
-        import torch  # noqa: PLC0415 - heavy, lazy
-
-        meta = loaded.meta
-        pad_id = loaded.tokenizer.pad_token_id or 0
-        rows: list[list[float]] = [[] for _ in ids]
-        with torch.inference_mode():
-            for batch in length_sorted_batches([len(row) for row in ids], self.batch_size):
-                input_ids, mask = pad_batch([ids[i] for i in batch], pad_id, self.device)
-                logits = loaded.model(input_ids, mask).float() / meta.temperature
-                if meta.task == "multi_label":
-                    probs = torch.sigmoid(logits)
-                else:
-                    probs = torch.softmax(logits, dim=-1)
-                for row, values in zip(batch, probs.cpu().tolist(), strict=True):
-                    rows[row] = values
-        return rows
 
     def _output(
         self, loaded: LoadedModel, probs: list[float], *, truncated: bool, empty: bool
@@ -154,3 +133,30 @@ class TextClassifier(ModelAgent[ClassifierInput, ClassifierOutput]):
             empty=empty,
             model_sha256=loaded.sha256,
         )
+
+
+def calibrated_probabilities(
+    loaded: LoadedModel, ids: list[list[int]], *, batch_size: int, device: str
+) -> list[list[float]]:
+    """Calibrated probabilities of each row of a ``mean_pool_linear`` artifact's model.
+
+    Computed in length-sorted batches: softmax for single-label artifacts, a sigmoid per
+    label for multi-label ones, after dividing the logits by the artifact's temperature.
+    Shared by the agents that serve such artifacts (``TextClassifier``, ``PolicyAgent``).
+    """
+    import torch  # noqa: PLC0415 - heavy, lazy
+
+    meta = loaded.meta
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    rows: list[list[float]] = [[] for _ in ids]
+    with torch.inference_mode():
+        for batch in length_sorted_batches([len(row) for row in ids], batch_size):
+            input_ids, mask = pad_batch([ids[i] for i in batch], pad_id, device)
+            logits = loaded.model(input_ids, mask).float() / meta.temperature
+            if meta.task == "multi_label":
+                probs = torch.sigmoid(logits)
+            else:
+                probs = torch.softmax(logits, dim=-1)
+            for row, values in zip(batch, probs.cpu().tolist(), strict=True):
+                rows[row] = values
+    return rows

@@ -1,5 +1,6 @@
 """Torch modules of the model agents: a mean-pooled encoder with a linear head, and a
-token classifier (a linear head on every token vector) for entity extraction.
+token classifier (a linear head on every token vector) for entity extraction, and a
+bi-encoder (the mean-pooled encoder alone, normalised) for retrieval.
 
 This module imports torch at import time, so only code that already needs torch imports it
 (inside functions): ``import agents`` stays torch-free.
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PooledClassifier", "TokenClassifier", "mean_pool"]
+__all__ = ["BiEncoder", "PooledClassifier", "TokenClassifier", "mean_pool"]
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -84,3 +85,33 @@ class TokenClassifier(_EncoderWithHead):
         """Logits of shape ``(batch, tokens, num_labels)``."""
         logits: torch.Tensor = self.head(self.dropout(self._hidden(input_ids, attention_mask)))
         return logits
+
+
+class BiEncoder(nn.Module):
+    """The encoder alone, mean-pooled and L2-normalised: one unit vector per text.
+
+    Queries and documents go through the same module (a shared-weight bi-encoder), so the
+    dot product of two outputs is their cosine similarity. It has no head: its weights are
+    the encoder's (``encoder.*``, as in the classifiers), so the base checkpoint itself can
+    be saved and served unchanged, and a fine-tuned one replaces it version for version.
+
+    Args:
+        encoder: A Hugging Face base model (``AutoModel``) returning ``last_hidden_state``.
+    """
+
+    head_kind = "mean_pool"
+
+    def __init__(self, encoder: Any) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    @property
+    def config(self) -> Any:
+        """The encoder's configuration (saved as the artifact's ``config.json``)."""
+        return self.encoder.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unit-length embeddings of shape ``(batch, hidden_size)``."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        pooled = mean_pool(hidden.last_hidden_state, attention_mask)
+        return nn.functional.normalize(pooled, dim=-1)

