@@ -86,17 +86,18 @@ class QuantizationCheck(BaseModel):
     """How a quantized artifact scored against its fp32 source on validation data.
 
     Attributes:
-        metric: ``accuracy``, ``micro_f1`` or ``span_micro_f1`` (see ``agents._quantize``).
+        metric: ``accuracy``, ``micro_f1``, ``span_micro_f1`` or ``recall@1`` (see
+            ``agents._quantize``).
         fp32: The fp32 model's score, in [0, 1].
         int8: The quantized model's score on the same examples.
-        examples: How many validation texts were scored.
+        examples: How many validation texts (embedding: queries) were scored.
         tolerance_points: The largest drop (percentage points) that was allowed.
         accepted: The drop was within the tolerance; only then does the artifact load.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metric: Literal["accuracy", "micro_f1", "span_micro_f1"]
+    metric: Literal["accuracy", "micro_f1", "span_micro_f1", "recall@1"]
     fp32: Annotated[float, Field(ge=0, le=1)]
     int8: Annotated[float, Field(ge=0, le=1)]
     examples: Annotated[int, Field(ge=1)]

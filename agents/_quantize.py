@@ -18,6 +18,11 @@ Metrics, by task (each the one the serving agent's outputs are judged by):
   of whole label sets would move in steps of one text and hide label-level damage.
 - ``token_classification``: span micro-F1 on exact ``(type, start, end)`` entities, as
   ``EntityExtractor`` returns them (CoNLL-style); word-tag accuracy is dominated by ``O``.
+- ``embedding`` (a ``BiEncoder`` served by ``Retriever``): recall@1 of (query, relevant
+  passage) pairs: the share of queries whose own passage is the most similar (cosine) of all
+  the distinct passages given. Queries and passages are embedded by the retriever's own
+  embedder, the one that embeds its queries and the knowledge base's chunks. Cosine values
+  themselves always shift a little under int8; what serving needs kept is the ranking.
 
 Storage stays safetensors (never pickle): a quantized Linear ``name`` is stored as
 ``name.weight`` (its int8 values), ``name.weight_scale`` (float64) and
@@ -47,7 +52,7 @@ import warnings
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -64,6 +69,7 @@ from agents._errors import ModelArtifactError
 
 if TYPE_CHECKING:
     from agents._model import LoadedModel, ModelAgent
+    from agents._retriever import Retriever
 
 __all__ = ["INT8", "QuantizationReport", "load_int8", "quantize_artifact", "quantize_dynamic"]
 
@@ -73,6 +79,7 @@ METRICS = {
     "single_label": "accuracy",
     "multi_label": "micro_f1",
     "token_classification": "span_micro_f1",
+    "embedding": "recall@1",
 }
 # catch_warnings saves and restores the process-wide filter list: two threads interleaving
 # their enter/exit would leave one's filters installed for good.
@@ -86,13 +93,15 @@ class QuantizationReport(BaseModel):
         path: The int8 artifact directory (written whether accepted or not).
         sha256: Its checksum (what its outputs' ``model_sha256`` will be).
         quantized_from: The fp32 artifact's checksum.
-        metric: ``accuracy``, ``micro_f1`` or ``span_micro_f1`` (see the module docstring).
+        metric: ``accuracy``, ``micro_f1``, ``span_micro_f1`` or ``recall@1`` (see the
+            module docstring).
         fp32: The fp32 model's score on the validation data, in [0, 1].
         int8: The int8 model's score on the same data.
-        examples: How many validation texts were scored.
+        examples: How many validation texts (embedding: queries) were scored.
         tolerance_points: The largest drop allowed, in percentage points.
         accepted: ``int8 >= fp32 - tolerance``: the artifact may serve.
-        fp32_seconds: Time the fp32 model took to answer the validation texts.
+        fp32_seconds: Time the fp32 model took to answer the validation texts (embedding:
+            to embed the queries and the distinct passages).
         int8_seconds: Time the int8 model took (same batches, same machine).
     """
 
@@ -233,11 +242,13 @@ def quantize_artifact(
     Args:
         src: The fp32 artifact directory.
         dst: The int8 artifact directory to create (it must not exist).
-        texts: The agent's validation texts: the split the model was selected and
-            calibrated on, never the test split whose score is reported.
+        texts: The agent's validation texts (embedding: its queries): the split the model
+            was selected and calibrated on, never the test split whose score is reported.
         labels: Their gold answers: ``single_label``: a label name per text;
             ``multi_label``: a collection of label names per text; ``token_classification``:
-            a list of ``(type, start, end)`` character spans per text.
+            a list of ``(type, start, end)`` character spans per text; ``embedding``: the
+            text of each query's relevant passage (queries may share one; the distinct
+            passages, at least two, are what each query is ranked against).
         tolerance_points: The largest drop of the metric (in percentage points) that still
             accepts the int8 model.
         batch_size: Texts per forward pass while scoring.
@@ -247,7 +258,8 @@ def quantize_artifact(
 
     Raises:
         ValueError: The source is quantized already, there is no validation data, the labels
-            do not fit the texts or the artifact's labels, or the task is not supported.
+            do not fit the texts or the artifact's labels (embedding: fewer than two
+            distinct passages), or the task is not supported.
         ModelArtifactError: The source does not load, or ``dst`` exists.
     """
     meta, weights = read_artifact(src)
@@ -307,10 +319,23 @@ def _check_request(
         )
     if tolerance_points < 0:
         raise ValueError(f"tolerance_points must be >= 0, got {tolerance_points}")
-    return [_gold(meta, text, answer) for text, answer in zip(texts, labels, strict=True)]
+    gold = [_gold(meta, text, answer) for text, answer in zip(texts, labels, strict=True)]
+    if meta.task == "embedding" and len(frozenset().union(*gold)) == 1:
+        raise ValueError(
+            "An embedding is scored by ranking each query's passage among all the distinct "
+            "passages given, so it needs at least two; give more (query, passage) pairs."
+        )
+    return gold
 
 
 def _gold(meta: ArtifactMeta, text: str, answer: Any) -> frozenset[Any]:
+    if meta.task == "embedding":
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(
+                f"An embedding gold answer is the text of the query's relevant passage, got "
+                f"{answer!r} for the query {text!r}."
+            )
+        return frozenset([answer])
     if meta.task == "token_classification":
         types = sorted({tag[2:] for tag in meta.labels if tag[:2] in ("B-", "I-")})
         spans = frozenset(tuple(span) for span in answer)
@@ -342,10 +367,13 @@ def _gold(meta: ArtifactMeta, text: str, answer: Any) -> frozenset[Any]:
 def _agent_for(meta: ArtifactMeta, path: str, batch_size: int) -> ModelAgent[Any, Any]:
     from agents._classifier import TextClassifier  # noqa: PLC0415 - circular at import
     from agents._extractor import EntityExtractor  # noqa: PLC0415
+    from agents._retriever import Retriever  # noqa: PLC0415
 
     agent: ModelAgent[Any, Any]
     if meta.task == "token_classification":
         agent = EntityExtractor(path, sha256=meta.sha256, batch_size=batch_size)
+    elif meta.task == "embedding":
+        agent = Retriever(path, sha256=meta.sha256, batch_size=batch_size)
     else:
         agent = TextClassifier(path, sha256=meta.sha256, batch_size=batch_size)
     return agent
@@ -358,17 +386,39 @@ def _score(
     gold: list[frozenset[Any]],
 ) -> tuple[float, float]:
     """The metric of ``loaded`` on the texts, through the serving agent's own decoding."""
-    inputs = [agent.Input(text=text) for text in texts]
-    ctxs = [RunContext("quantize", "validate", visit=i + 1) for i in range(len(texts))]
     began = time.perf_counter()
-    # _predict is the agents' shared core: it scores exactly what serving would answer.
-    outputs = agent._predict(loaded, inputs, ctxs)
+    if loaded.meta.task == "embedding":
+        answers = _nearest_passages(agent, loaded, texts, gold)
+    else:
+        inputs = [agent.Input(text=text) for text in texts]
+        ctxs = [RunContext("quantize", "validate", visit=i + 1) for i in range(len(texts))]
+        # _predict is the agents' shared core: it scores exactly what serving would answer.
+        outputs = agent._predict(loaded, inputs, ctxs)
+        answers = [_answer(loaded.meta, output) for output in outputs]
     seconds = time.perf_counter() - began
-    answers = [_answer(loaded.meta, output) for output in outputs]
-    if loaded.meta.task == "single_label":
+    if loaded.meta.task in ("single_label", "embedding"):  # recall@1: the top passage's accuracy
         right = sum(a == g for a, g in zip(answers, gold, strict=True))
         return right / len(gold), seconds
     return _micro_f1(answers, gold), seconds
+
+
+def _nearest_passages(
+    agent: ModelAgent[Any, Any],
+    loaded: LoadedModel,
+    queries: Sequence[str],
+    gold: list[frozenset[Any]],
+) -> list[frozenset[Any]]:
+    """Each query's most similar passage among all the distinct gold passages.
+
+    Both sides go through the retriever's served embedder: the code that embeds its queries
+    and the chunks it searches. The vectors are unit length, so dot products are cosines.
+    """
+    from agents._retriever import _ServedEmbedder  # noqa: PLC0415 - imports knowledge
+
+    embedder = _ServedEmbedder(cast("Retriever", agent), loaded)
+    passages = sorted(frozenset().union(*gold))
+    similarity = embedder.embed(queries) @ embedder.embed(passages).T
+    return [frozenset([passages[best]]) for best in similarity.argmax(axis=1).tolist()]
 
 
 def _answer(meta: ArtifactMeta, output: Any) -> frozenset[Any]:

@@ -1,6 +1,7 @@
 """Int8 dynamic quantization of artifacts: storage, bit-exact reload, acceptance, refusal.
 
-Tiny random-init BERTs with the real MiniLM tokenizer. The suite runs with warnings as
+Tiny random-init BERTs with the real MiniLM tokenizer, as classifiers, an entity extractor
+and a bi-encoder served by the retriever. The suite runs with warnings as
 errors, so every test here also proves torch's quantization deprecation warnings are
 silenced inside the library and nowhere else.
 """
@@ -22,6 +23,8 @@ from agents import (
     EntityExtractor,
     ExtractorInput,
     ModelArtifactError,
+    Retriever,
+    RetrieverInput,
     RunContext,
     TextClassifier,
     quantize_artifact,
@@ -29,8 +32,9 @@ from agents import (
 )
 from agents._artifact import load_pooled_classifier, read_artifact
 from agents._bio import bio_tags
-from agents._heads import TokenClassifier
+from agents._heads import BiEncoder, TokenClassifier
 from agents._quantize import quantize_dynamic
+from knowledge import Database, add_document
 
 LABELS = ["card_arrival", "lost_or_stolen_card", "exchange_rate"]
 TAGS = bio_tags(["amount_of_money", "date"])
@@ -281,3 +285,141 @@ def test_quantizing_leaves_no_warning_filter_behind(
         report = quantize_artifact(src, tmp_path / "int8", texts=TEXTS, labels=own)
         TextClassifier(report.path).warm_up()
     assert warnings.filters == before
+
+
+# ---------------------------------------------------------------------------- embeddings
+PASSAGES = [
+    "Your new card arrives within five working days of ordering.",
+    "Change your PIN at any cash machine under PIN services.",
+    "Foreign payments are converted at the daily market rate.",
+    "A failed top up is refunded to your bank within two days.",
+    "Close your account in Settings once your balance is zero.",
+]
+QUERIES = [
+    "where is my new card?",
+    "when will my card arrive",
+    "how do I change my PIN",
+    "I forgot my PIN",
+    "what exchange rate do you use",
+    "why was I charged a different rate",
+    "my top up failed",
+    "top up did not work, where is my money",
+    "close my account",
+    "how can I delete my account",
+]
+RELEVANT = [PASSAGES[i // 2] for i in range(len(QUERIES))]
+
+
+def bi_encoder(tiny_model: Any, tokenizer: Any, seed: int = 0) -> BiEncoder:
+    """A tiny random-init bi-encoder: the encoder of the shared tiny classifier fixture."""
+    return BiEncoder(tiny_model(tokenizer, 1, seed=seed).encoder).eval()
+
+
+def save_embedding(model: BiEncoder, tokenizer: Any, path: Path) -> Path:
+    save_artifact(model, tokenizer, path, labels=[], task="embedding", max_length=64)
+    return path
+
+
+def served_recall_at_1(agent: Retriever, tmp_path: Path) -> float:
+    """Recall@1 of QUERIES as the retriever serves them, over PASSAGES indexed by its model."""
+    database = Database(f"sqlite:///{tmp_path / f'{agent.loaded.sha256[:8]}.db'}")
+    with database.transaction() as session:
+        for i, text in enumerate(PASSAGES):
+            add_document(session, text, source=str(i), title=str(i), embedder=agent.embedder)
+    ctxs = [
+        RunContext("r", "retrieve", visit=i + 1, knowledge=database) for i in range(len(QUERIES))
+    ]
+    outputs = agent.run_batch([RetrieverInput(query=q) for q in QUERIES], ctxs)
+    assert {o.model_sha256 for o in outputs} == {agent.loaded.sha256}
+    top = [PASSAGES[int(o.evidence[0].source)] for o in outputs]
+    return sum(t == r for t, r in zip(top, RELEVANT, strict=True)) / len(QUERIES)
+
+
+def test_accepted_int8_bi_encoder_serves_through_retriever(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    model = bi_encoder(tiny_model, tokenizer)
+    src = save_embedding(model, tokenizer, tmp_path / "fp32")
+
+    report = quantize_artifact(src, tmp_path / "int8", texts=QUERIES, labels=RELEVANT)
+
+    assert (report.metric, report.examples) == ("recall@1", len(QUERIES))
+    assert report.accepted, f"recall@1 int8 {report.int8} vs fp32 {report.fp32}"
+    stored = json.loads((tmp_path / "int8" / "taskloom.json").read_text())
+    assert (stored["task"], stored["quantization"]) == ("embedding", "dynamic_int8")
+    assert stored["check"]["metric"] == "recall@1"
+    agent = Retriever(report.path, sha256=report.sha256)
+    assert agent.loaded.meta.quantization == "dynamic_int8"
+    # The check measured what each model serves (random weights: recall is far from 1).
+    assert served_recall_at_1(Retriever(str(src)), tmp_path) == report.fp32 < 1.0
+    assert served_recall_at_1(agent, tmp_path) == report.int8
+    # Reloaded bit-exactly: the same int8 layers and vectors as quantizing in memory.
+    in_memory = quantize_dynamic(model)
+    mine = dict(in_memory.named_modules())
+    layers = [(n, m) for n, m in agent.loaded.model.named_modules() if type(m).__name__ == "Linear"]
+    assert len(layers) == 2 * 6 + 1  # 6 Linear per BERT layer and the (unused) pooler
+    for name, layer in layers:
+        assert torch.equal(layer.weight().int_repr(), mine[name].weight().int_repr())
+    assert torch.equal(
+        logits(agent.loaded.model, tokenizer, QUERIES), logits(in_memory, tokenizer, QUERIES)
+    )
+
+
+def test_recall_at_1_counts_queries_whose_own_passage_is_nearest(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    """Queries that are passages themselves are nearest to that passage (cosine 1), so the
+    score is known by hand: the 3rd and 4th queries name each other's passage as relevant,
+    the rest their own, and the repeated passage counts once among the candidates: 3/5."""
+    src = save_embedding(bi_encoder(tiny_model, tokenizer, seed=3), tokenizer, tmp_path / "fp32")
+    texts = [PASSAGES[0], PASSAGES[1], PASSAGES[2], PASSAGES[3], PASSAGES[0]]
+    relevant = [PASSAGES[0], PASSAGES[1], PASSAGES[3], PASSAGES[2], PASSAGES[0]]
+
+    report = quantize_artifact(src, tmp_path / "int8", texts=texts, labels=relevant)
+
+    assert (report.metric, report.examples) == ("recall@1", 5)
+    assert report.fp32 == pytest.approx(0.6)
+    assert report.int8 == pytest.approx(0.6)
+    assert report.accepted
+
+
+def test_embedding_validation_pairs_are_checked(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    src = save_embedding(bi_encoder(tiny_model, tokenizer), tokenizer, tmp_path / "fp32")
+    with pytest.raises(ValueError, match="text of the query's relevant passage, got 3"):
+        quantize_artifact(src, tmp_path / "a", texts=QUERIES[:2], labels=[PASSAGES[0], 3])
+    with pytest.raises(ValueError, match="at least two"):
+        quantize_artifact(src, tmp_path / "a", texts=QUERIES[:2], labels=[PASSAGES[0]] * 2)
+    assert not (tmp_path / "a").exists()
+
+
+def hurt_bi_encoder(tiny_model: Any, tokenizer: Any) -> BiEncoder:
+    """A bi-encoder whose vectors int8 changes: its last feed-forward block dominates them
+    in fp32 (output weights x100), but one huge weight of that block's first Linear sets the
+    per-tensor int8 scale, so int8 zeroes the others and the block's output goes constant.
+    The huge unit's own output weights are zero, so fp32 does not see it."""
+    model = bi_encoder(tiny_model, tokenizer, seed=5)
+    block = model.encoder.encoder.layer[-1]
+    with torch.no_grad():
+        block.output.dense.weight.mul_(100.0)
+        block.output.dense.weight[:, 0] = 0.0
+        block.intermediate.dense.weight[0, 0] = 1e4
+    return model
+
+
+def test_a_rejected_int8_bi_encoder_is_stored_but_refused(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    src = save_embedding(hurt_bi_encoder(tiny_model, tokenizer), tokenizer, tmp_path / "fp32")
+    embedder = Retriever(str(src)).embedder
+    similarity = embedder.embed(QUERIES) @ embedder.embed(PASSAGES).T
+    own = [PASSAGES[i] for i in similarity.argmax(axis=1)]  # fp32's own picks: recall 1.0
+
+    report = quantize_artifact(src, tmp_path / "int8", texts=QUERIES, labels=own)
+
+    assert (report.fp32, report.accepted) == (1.0, False)
+    assert report.int8 < 0.995
+    assert (tmp_path / "int8" / "model.safetensors").is_file()
+    with pytest.raises(ModelArtifactError, match="recall@1 on 10 validation examples"):
+        Retriever(report.path).warm_up()
