@@ -134,6 +134,8 @@ class _ServedEmbedder:
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """Embed ``texts`` (truncated to the retriever's ``max_length``)."""
+        if not texts:  # e.g. ingesting a document already stored adds no chunks
+            return np.zeros((0, self.dim), dtype=np.float32)
         encoded = self._retriever._encode(self._loaded, texts)
         return self._retriever._vectors(self._loaded, encoded.ids)
 

