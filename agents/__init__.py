@@ -1,5 +1,7 @@
 """taskloom agents: the agent contract, the four roles, the registry, plugin loading and
-model-backed agents (artifacts, the text classifier, calibration).
+model-backed agents for every role (the text classifier, entity extractor, retriever,
+policy agent and action selector, with typed actions) and what they share (safetensors
+artifacts, calibration, int8 quantization).
 
 Importing this package is cheap: it never imports torch or transformers; model-backed agents
 load their models in ``warm_up``.

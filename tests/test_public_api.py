@@ -65,6 +65,17 @@ PUBLIC_API: dict[str, list[str]] = {
         "save_artifact",
         "validate_agent_class",
     ],
+    "agents.models": [
+        "BiEncoder",
+        "Encoded",
+        "LoadedModel",
+        "PooledClassifier",
+        "TokenClassifier",
+        "calibrated_probabilities",
+        "length_sorted_batches",
+        "mean_pool",
+        "pad_batch",
+    ],
     "agents.testing": [
         "AgentContractTests",
         "AsyncFakeAgent",
@@ -210,7 +221,7 @@ PUBLIC_API: dict[str, list[str]] = {
 
 ROOTS = ["agents", "workflow", "knowledge", "finetune"]
 # Public subpackages; every other submodule must be private.
-PUBLIC_SUBPACKAGES = {"agents.testing"}
+PUBLIC_SUBPACKAGES = {"agents.models", "agents.testing"}
 # Each root's branch of the exception tree.
 ERROR_BRANCHES = {
     "agents": "AgentError",
