@@ -46,9 +46,10 @@ lint: $(VENV)/.stamp-dev ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.stamp-bench ## Engine-overhead and durability benchmarks -> benchmarks/results/
+bench: $(VENV)/.stamp-bench ## Engine, durability and inference benchmarks -> benchmarks/results/
 	$(PY) -m benchmarks.engine_overhead --json benchmarks/results/engine_overhead.json
 	$(PY) -m benchmarks.durability --json benchmarks/results/durability.json
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.inference --json benchmarks/results/inference.json
 
 clean: ## Remove build artefacts and caches (keeps the venv)
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage \
