@@ -6,11 +6,77 @@ functions around ``prepare``/``backward``/``gather_for_metrics``), evaluation of
 against the serving model on the same held-out data, the model registry, and the promotion
 gate that promotes a candidate only when it is better and regresses nowhere guarded.
 
-For now it exports only its error branch. Like the other packages, importing it never
-imports torch or transformers; training code loads them when it runs.
+Built so far: datasets from feedback (``build_dataset``: content-hashed snapshots, a
+stratified seeded train/validation split, a frozen per-agent holdout) and the promotion gate
+(``gate``, ``promote_if_better``; rollback is ``knowledge.rollback``), and the training loop
+for sequence classification (``train`` with a ``TrainConfig``: checkpoints that resume
+mid-epoch, early stopping, a calibrated artifact and ``metrics.json``; ``evaluate`` scores
+an artifact as ``agents.TextClassifier`` serves it). Like the other
+packages, importing it never imports torch or transformers; training code loads them when it
+runs.
 """
 
-from finetune._errors import FinetuneError
+from finetune._config import TrainConfig
+from finetune._data import Example, length_bucketed_batches
+from finetune._errors import FinetuneError, TrainConfigError, TrainingDataError
+from finetune._feedback_data import (
+    DatasetSplit,
+    EmptyDatasetError,
+    FeedbackDataError,
+    HoldoutOverlapError,
+    LabelledExample,
+    LabelOutsideSetError,
+    TooFewExamplesError,
+    build_dataset,
+    check_holdout_disjoint,
+    labelled_examples,
+    normalise_text,
+)
+from finetune._gate import (
+    GateCheck,
+    GateConfig,
+    GateDecision,
+    GateError,
+    Promotion,
+    evaluate_and_gate,
+    gate,
+    promote_if_better,
+)
+from finetune._loop import TrainResult, train
+from finetune._metrics import EvalReport, LabelScores, classification_report, evaluate
 from knowledge import TaskloomError
 
-__all__ = ["FinetuneError", "TaskloomError"]
+__all__ = [
+    "DatasetSplit",
+    "EmptyDatasetError",
+    "EvalReport",
+    "Example",
+    "FeedbackDataError",
+    "FinetuneError",
+    "GateCheck",
+    "GateConfig",
+    "GateDecision",
+    "GateError",
+    "HoldoutOverlapError",
+    "LabelOutsideSetError",
+    "LabelScores",
+    "LabelledExample",
+    "Promotion",
+    "TaskloomError",
+    "TooFewExamplesError",
+    "TrainConfig",
+    "TrainConfigError",
+    "TrainResult",
+    "TrainingDataError",
+    "build_dataset",
+    "check_holdout_disjoint",
+    "classification_report",
+    "evaluate",
+    "evaluate_and_gate",
+    "gate",
+    "labelled_examples",
+    "length_bucketed_batches",
+    "normalise_text",
+    "promote_if_better",
+    "train",
+]

@@ -1,0 +1,120 @@
+"""The training configuration: one frozen dataclass, validated when it is built.
+
+Every knob of a run lives here, so a run is reproduced from its ``metrics.json`` (which
+records the config) and a resumed run can check that it continues the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from finetune._errors import TrainConfigError
+
+__all__ = ["METRICS", "TASKS", "TIERS", "TrainConfig"]
+
+Task = Literal["single_label", "multi_label"]
+Tier = Literal["full", "head"]
+Metric = Literal["accuracy", "macro_f1", "micro_f1"]
+Precision = Literal["auto", "no", "bf16", "fp16"]
+
+# Token classification and the bi-encoder join here once their batch -> loss functions exist.
+TASKS: tuple[str, ...] = ("single_label", "multi_label")
+TIERS: tuple[str, ...] = ("full", "head")
+METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "micro_f1")
+PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fine-tune a sequence classifier.
+
+    Attributes:
+        out_dir: Where the run writes ``model/`` (the artifact), ``metrics.json`` and
+            ``checkpoint/`` (for resuming). ``model/`` must not exist yet.
+        task: ``single_label`` (softmax, cross-entropy) or ``multi_label`` (a sigmoid and
+            binary cross-entropy per label).
+        tier: ``full`` trains every weight; ``head`` freezes the encoder and trains the
+            linear head only (fast, small data).
+        base_model: A Hugging Face model folder; empty means the packaged all-MiniLM-L6-v2.
+        epochs: Most passes over the training data.
+        batch_size: Examples per forward pass.
+        grad_accum: Forward passes per optimizer step (effective batch = both multiplied).
+        lr: Encoder learning rate (AdamW).
+        head_lr: Head learning rate. The head starts random while the encoder is trained
+            already, so it needs a much larger rate (this matters a lot for MiniLM).
+        weight_decay: AdamW decay on weight matrices (never on biases and LayerNorm).
+        max_grad_norm: Gradients are clipped to this norm before each step (0: never).
+        warmup_ratio: Share of the optimizer steps spent warming the rate up from 0, after
+            which it decays linearly to 0.
+        max_length: Longest input in tokens; longer texts are truncated.
+        seed: Seeds the weights of the head, dropout and the batch order.
+        patience: Epochs without a better validation metric before stopping early.
+        metric: Validation metric that picks the best epoch: ``accuracy`` (multi-label:
+            exact match), ``macro_f1`` or ``micro_f1``.
+        threshold: Multi-label decision threshold on each probability.
+        mixed_precision: ``auto`` is ``no`` on CPU (bf16 is several times slower on CPUs)
+            and bf16 (or fp16 where bf16 is unsupported) on a GPU.
+        checkpoint_every_steps: Also checkpoint every this many optimizer steps (0: only at
+            the end of each epoch).
+        bucket_batches: Batches per length bucket: texts are sorted by length within
+            shuffled buckets of this many batches, so padding wastes little but batch
+            order stays random.
+    """
+
+    out_dir: str
+    task: Task = "single_label"
+    tier: Tier = "full"
+    base_model: str = ""
+    epochs: int = 3
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.1
+    max_length: int = 128
+    seed: int = 0
+    patience: int = 2
+    metric: Metric = "accuracy"
+    threshold: float = 0.5
+    mixed_precision: Precision = "auto"
+    checkpoint_every_steps: int = 0
+    bucket_batches: int = 50
+
+    def __post_init__(self) -> None:
+        for field, value, valid in (
+            ("task", self.task, TASKS),
+            ("tier", self.tier, TIERS),
+            ("metric", self.metric, METRICS),
+            ("mixed_precision", self.mixed_precision, PRECISIONS),
+        ):
+            if value not in valid:
+                raise TrainConfigError(
+                    f"Unknown {field} '{value}' in TrainConfig. Valid: {', '.join(valid)}."
+                )
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        positive = ("epochs", "batch_size", "grad_accum", "patience", "bucket_batches")
+        problems = [f"{name} must be >= 1" for name in positive if getattr(self, name) < 1]
+        if not self.lr > 0 or not self.head_lr > 0:
+            problems.append("lr and head_lr must be > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append("warmup_ratio must be in [0, 1)")
+        if not 0.0 < self.threshold < 1.0:
+            problems.append("threshold must be in (0, 1)")
+        if self.max_length < 2:  # noqa: PLR2004 - [CLS] and [SEP]
+            problems.append("max_length must be >= 2")
+        if min(self.weight_decay, self.max_grad_norm, self.checkpoint_every_steps) < 0:
+            problems.append("weight_decay, max_grad_norm and checkpoint_every_steps must be >= 0")
+        if not self.out_dir:
+            problems.append("out_dir must name a directory")
+        if problems:
+            raise TrainConfigError(f"Invalid TrainConfig: {'; '.join(problems)}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON values (recorded in ``metrics.json`` and checkpoints)."""
+        return dataclasses.asdict(self)
