@@ -18,15 +18,20 @@ runs.
 
 from finetune._config import TrainConfig
 from finetune._data import Example, length_bucketed_batches
-from finetune._errors import FinetuneError, TrainConfigError, TrainingDataError
-from finetune._feedback_data import (
-    DatasetSplit,
+from finetune._errors import (
     EmptyDatasetError,
     FeedbackDataError,
+    FinetuneError,
+    GateError,
     HoldoutOverlapError,
-    LabelledExample,
     LabelOutsideSetError,
     TooFewExamplesError,
+    TrainConfigError,
+    TrainingDataError,
+)
+from finetune._feedback_data import (
+    DatasetSplit,
+    LabelledExample,
     build_dataset,
     check_holdout_disjoint,
     labelled_examples,
@@ -36,7 +41,6 @@ from finetune._gate import (
     GateCheck,
     GateConfig,
     GateDecision,
-    GateError,
     Promotion,
     evaluate_and_gate,
     gate,

@@ -32,7 +32,13 @@ from pydantic import JsonValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from finetune._errors import FinetuneError
+from finetune._errors import (
+    EmptyDatasetError,
+    FeedbackDataError,
+    HoldoutOverlapError,
+    LabelOutsideSetError,
+    TooFewExamplesError,
+)
 from knowledge import Dataset, DatasetIn, snapshot_dataset
 
 # No public knowledge function lists an agent's labelled predictions or finds a dataset by
@@ -61,26 +67,6 @@ SOURCE_RANK = {"human": 0, "outcome": 1}
 HOLDOUT_ROLE = "holdout"
 TRAINING_ROLE = "training"
 LISTED = 5  # overlapping texts quoted in an error message
-
-
-class FeedbackDataError(FinetuneError, ValueError):
-    """Feedback cannot make a dataset; raised before any training starts."""
-
-
-class EmptyDatasetError(FeedbackDataError):
-    """The agent has no usable labelled feedback."""
-
-
-class TooFewExamplesError(FeedbackDataError):
-    """Some labels have too few examples to split and train on."""
-
-
-class LabelOutsideSetError(FeedbackDataError):
-    """Feedback carries labels outside the allowed label set."""
-
-
-class HoldoutOverlapError(FeedbackDataError):
-    """Training or validation data shares texts with the holdout."""
 
 
 def normalise_text(text: str) -> str:

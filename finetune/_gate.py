@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from finetune._errors import FinetuneError
+from finetune._errors import GateError
 from knowledge import AliasMove, audit, get_model_version, serving_version, set_alias
 
 __all__ = [
@@ -54,10 +54,6 @@ Model = TypeVar("Model")
 Scores = Mapping[str, Any]
 # A report: a mapping, or a pydantic model of the same shape (``finetune.EvalReport``).
 Report = Scores | BaseModel
-
-
-class GateError(FinetuneError, ValueError):
-    """A gate configuration or an evaluation report cannot be used to decide a promotion."""
 
 
 @dataclass(frozen=True)

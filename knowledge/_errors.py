@@ -28,6 +28,7 @@ Each branch is defined in the package it belongs to and re-exported from it::
     │   ├── PluginError                 a plugin failed to load or validate
     │   │   └── ImportNotAllowedError   an import path outside the allowlist
     │   ├── ModelArtifactError          a model artifact is missing, tampered with or pickled
+    │   ├── RetrieverIndexError         no document chunk is embedded by the serving model
     │   ├── ActionError                 an action could not be registered, chosen or run
     │   │   ├── ActionDefinitionError   a function cannot be an action (signature, result)
     │   │   └── ActionFailedError       an action raised; its transaction was rolled back
@@ -43,6 +44,14 @@ Each branch is defined in the package it belongs to and re-exported from it::
     │       ├── NoRouteError            no route of a step matched
     │       └── LoopBoundError          a loop hit its visit bound with no way out
     └── FinetuneError                   finetune
+        ├── TrainConfigError            unknown task, tier or metric; a setting out of range
+        ├── TrainingDataError           examples cannot train a model (empty, unseen, rare)
+        ├── FeedbackDataError           feedback cannot make a dataset (before any training)
+        │   ├── EmptyDatasetError       the agent has no usable labelled feedback
+        │   ├── TooFewExamplesError     some labels have too few examples to split
+        │   ├── LabelOutsideSetError    labels outside the allowed label set
+        │   └── HoldoutOverlapError     training data shares texts with the frozen holdout
+        └── GateError                   a gate config or evaluation report is unusable
 
 Exceptions carry context (step, agent, run id) as attributes and are raised ``from`` their
 cause, so the original traceback is never lost.
