@@ -11,6 +11,7 @@ compares the two).
     documents ─< chunks              text, embeddings, full-text index
     facts                            subject, relation, object, provenance
     datasets ─< model_versions ─< model_aliases (history of alias moves)
+    finetune_jobs                    fine-tuning rounds: status, dataset, candidate, result
     idempotency_keys, audit_log
 """
 
@@ -43,6 +44,7 @@ __all__ = [
     "Document",
     "Fact",
     "Feedback",
+    "FinetuneJob",
     "IdempotencyKey",
     "ModelAlias",
     "ModelVersion",
@@ -311,3 +313,24 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(NAME))
     entity_id: Mapped[str | None] = mapped_column(String(NAME))
     details: Mapped[dict[str, Any]]
+
+
+class FinetuneJob(Base):
+    """One fine-tuning round of an agent, recorded so it can be listed and resumed."""
+
+    __tablename__ = "finetune_jobs"
+    __table_args__ = (Index("ix_finetune_jobs_agent", "agent", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent: Mapped[str] = mapped_column(String(NAME))
+    # queued | running | succeeded | rejected | failed | diverged
+    status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(NAME))
+    dataset_version: Mapped[int | None]
+    candidate_version: Mapped[str | None] = mapped_column(String(NAME))
+    out_dir: Mapped[str] = mapped_column(String(2000))
+    config: Mapped[dict[str, Any]]
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None]

@@ -157,9 +157,9 @@ def test_the_full_text_index_follows_the_chunks(database: Database) -> None:
 
 
 def test_unknown_revisions_are_refused_with_the_known_ones(database: Database) -> None:
-    with pytest.raises(SchemaError, match=r"Known revisions: base, 0001, 0002 \(head\)"):
+    with pytest.raises(SchemaError, match=r"Known revisions: base, 0001, 0002, 0003 \(head\)"):
         database.downgrade("0042")
-    assert database.current_revision() == "0002"
+    assert database.current_revision() == "0003"
 
 
 # --------------------------------------------------------------------------- taskloom db
