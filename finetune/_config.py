@@ -14,29 +14,33 @@ from finetune._errors import TrainConfigError
 
 __all__ = ["METRICS", "TASKS", "TIERS", "TrainConfig"]
 
-Task = Literal["single_label", "multi_label"]
-Tier = Literal["full", "head"]
+Task = Literal["single_label", "multi_label", "token_classification", "embedding"]
+Tier = Literal["full", "lora", "head"]
 Metric = Literal["accuracy", "macro_f1", "micro_f1"]
 Precision = Literal["auto", "no", "bf16", "fp16"]
 
-# Token classification and the bi-encoder join here once their batch -> loss functions exist.
-TASKS: tuple[str, ...] = ("single_label", "multi_label")
-TIERS: tuple[str, ...] = ("full", "head")
+TASKS: tuple[str, ...] = ("single_label", "multi_label", "token_classification", "embedding")
+TIERS: tuple[str, ...] = ("full", "lora", "head")
 METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "micro_f1")
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to fine-tune a sequence classifier.
+    """How to fine-tune a model: a sequence classifier, a token classifier or a bi-encoder.
 
     Attributes:
         out_dir: Where the run writes ``model/`` (the artifact), ``metrics.json`` and
             ``checkpoint/`` (for resuming). ``model/`` must not exist yet.
-        task: ``single_label`` (softmax, cross-entropy) or ``multi_label`` (a sigmoid and
-            binary cross-entropy per label).
+        task: ``single_label`` (softmax, cross-entropy), ``multi_label`` (a sigmoid and
+            binary cross-entropy per label), ``token_classification`` (BIO tags per word,
+            cross-entropy; served by ``agents.EntityExtractor``) or ``embedding`` (a
+            bi-encoder, in-batch negatives; served by ``agents.Retriever``).
         tier: ``full`` trains every weight; ``head`` freezes the encoder and trains the
-            linear head only (fast, small data).
+            linear head only (fast, small data; not for ``embedding``, which has no head);
+            ``lora`` trains low-rank adapters on the encoder's attention query and value
+            layers and the whole head, then merges the adapters into the weights, so the
+            artifact is a plain one (needs ``pip install 'taskloom[lora]'``).
         base_model: A Hugging Face model folder; empty means the packaged all-MiniLM-L6-v2.
         epochs: Most passes over the training data.
         batch_size: Examples per forward pass.
@@ -52,7 +56,9 @@ class TrainConfig:
         seed: Seeds the weights of the head, dropout and the batch order.
         patience: Epochs without a better validation metric before stopping early.
         metric: Validation metric that picks the best epoch: ``accuracy`` (multi-label:
-            exact match), ``macro_f1`` or ``micro_f1``.
+            exact match; token classification: texts with exactly the right spans;
+            embedding: recall@1), ``macro_f1`` or ``micro_f1`` (token classification:
+            over exact spans).
         threshold: Multi-label decision threshold on each probability.
         mixed_precision: ``auto`` is ``no`` on CPU (bf16 is several times slower on CPUs)
             and bf16 (or fp16 where bf16 is unsupported) on a GPU.
@@ -61,6 +67,10 @@ class TrainConfig:
         bucket_batches: Batches per length bucket: texts are sorted by length within
             shuffled buckets of this many batches, so padding wastes little but batch
             order stays random.
+        lora_r: LoRA rank (tier ``lora``): the adapters' inner size.
+        lora_alpha: LoRA scale numerator: an adapter's update is scaled by
+            ``lora_alpha / lora_r``.
+        lora_dropout: Dropout on the adapters' input while training.
     """
 
     out_dir: str
@@ -83,6 +93,9 @@ class TrainConfig:
     mixed_precision: Precision = "auto"
     checkpoint_every_steps: int = 0
     bucket_batches: int = 50
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         for field, value, valid in (
@@ -98,10 +111,12 @@ class TrainConfig:
         self._check_ranges()
 
     def _check_ranges(self) -> None:
-        positive = ("epochs", "batch_size", "grad_accum", "patience", "bucket_batches")
+        positive = ("epochs", "batch_size", "grad_accum", "patience", "bucket_batches", "lora_r")
         problems = [f"{name} must be >= 1" for name in positive if getattr(self, name) < 1]
-        if not self.lr > 0 or not self.head_lr > 0:
-            problems.append("lr and head_lr must be > 0")
+        if not self.lr > 0 or not self.head_lr > 0 or not self.lora_alpha > 0:
+            problems.append("lr, head_lr and lora_alpha must be > 0")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            problems.append("lora_dropout must be in [0, 1)")
         if not 0.0 <= self.warmup_ratio < 1.0:
             problems.append("warmup_ratio must be in [0, 1)")
         if not 0.0 < self.threshold < 1.0:
@@ -112,6 +127,8 @@ class TrainConfig:
             problems.append("weight_decay, max_grad_norm and checkpoint_every_steps must be >= 0")
         if not self.out_dir:
             problems.append("out_dir must name a directory")
+        if self.task == "embedding" and self.tier == "head":
+            problems.append("tier 'head' trains nothing for task 'embedding' (no head): use 'full'")
         if problems:
             raise TrainConfigError(f"Invalid TrainConfig: {'; '.join(problems)}.")
 

@@ -14,6 +14,7 @@ __all__ = [
     "TooFewExamplesError",
     "TrainConfigError",
     "TrainingDataError",
+    "TrainingDivergedError",
 ]
 
 
@@ -51,3 +52,7 @@ class HoldoutOverlapError(FeedbackDataError):
 
 class GateError(FinetuneError, ValueError):
     """A gate configuration or an evaluation report cannot be used to decide a promotion."""
+
+
+class TrainingDivergedError(FinetuneError, ArithmeticError):
+    """The training loss became NaN or infinite: the run stopped and saved no model."""

