@@ -38,6 +38,9 @@ def fit_temperature(
 
     Returns:
         The temperature, within [0.05, 100]; store it with the artifact (``save_artifact``).
+        1.0 when every row is already right: the NLL then falls forever as the temperature
+        shrinks, and a fit would make the model near-certain of everything (small
+        validation sets of an easy task do this).
 
     Raises:
         ValueError: Shapes do not fit or there are no rows (or no scored tokens).
@@ -69,6 +72,9 @@ def fit_temperature(
         def loss_of(scaled: torch.Tensor) -> torch.Tensor:
             return functional.cross_entropy(scaled, targets)
 
+    right = scores.argmax(-1) == targets if not multi_label else (scores > 0) == targets.bool()
+    if bool(right.all()):
+        return 1.0
     log_t = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 

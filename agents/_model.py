@@ -131,6 +131,9 @@ class ModelAgent(Agent[InT, OutT]):
         # Not parameters: set by from_model_version / from_registry, carried by swap.
         self.model_version = ""
         self.registry_alias: tuple[str, str] | None = None
+        # The registry's agent the served version belongs to: predictions are recorded
+        # under it, so their feedback reaches that agent's fine-tuning rounds.
+        self.registry_agent = ""
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
 
@@ -139,6 +142,7 @@ class ModelAgent(Agent[InT, OutT]):
         """Build the agent serving a registered model version (its path and checksum)."""
         agent = cls(model_dir=version.artifact_path, sha256=version.sha256, **params)
         agent.model_version = version.version
+        agent.registry_agent = version.agent
         return agent
 
     @classmethod
@@ -282,7 +286,7 @@ class ModelAgent(Agent[InT, OutT]):
     ) -> PredictionIn:
         """The prediction row of one answer (validated)."""
         return PredictionIn(
-            agent=self.name,
+            agent=self.registry_agent or self.name,
             model_version=loaded.model_version,
             input=input,
             output=output,

@@ -249,6 +249,18 @@ def test_fit_temperature_reduces_nll_of_overconfident_logits() -> None:
     assert nll(temperature) <= min(nll(temperature * 0.9), nll(temperature * 1.1)) + 1e-4
 
 
+def test_fit_temperature_keeps_1_when_every_validation_row_is_right() -> None:
+    # The NLL of all-right rows keeps falling as T shrinks: a fit would return the 0.05
+    # floor and make the model near-certain of everything.
+    labels = torch.tensor([0, 1, 2, 1])
+    logits = 0.5 * torch.nn.functional.one_hot(labels, 3).float()
+    multi = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+
+    assert fit_temperature(logits, labels) == 1.0
+    assert fit_temperature(4 * multi - 2, multi, multi_label=True) == 1.0
+    assert fit_temperature(logits, torch.tensor([0, 1, 2, 0])) != 1.0  # one wrong: fitted
+
+
 def test_fit_temperature_multi_label_and_bad_shapes() -> None:
     generator = torch.Generator().manual_seed(1)
     targets = (torch.rand(300, 3, generator=generator) < 0.4).float()

@@ -72,14 +72,20 @@ def artifacts(
     return made
 
 
-def register(database: Database, name: str, path: str, sha: str, *, serve: bool = True) -> None:
+def register(
+    database: Database,
+    name: str,
+    path: str,
+    sha: str,
+    *,
+    serve: bool = True,
+    agent: str = "text_classifier",
+) -> None:
     with database.transaction() as session:
-        version = ModelVersionIn(
-            agent="text_classifier", version=name, artifact_path=path, sha256=sha
-        )
+        version = ModelVersionIn(agent=agent, version=name, artifact_path=path, sha256=sha)
         register_model_version(session, version)
         if serve:
-            set_alias(session, "text_classifier", "serving", name, "test", "promote")
+            set_alias(session, agent, "serving", name, "test", "promote")
 
 
 def prediction(database: Database, prediction_id: int | None) -> Prediction:
@@ -231,6 +237,21 @@ def test_from_registry_serves_the_alias_and_records_its_version(
     assert (agent.model_dir, agent.sha256, agent.batch_size) == (path, sha, 2)
     assert output.model_sha256 == sha
     assert prediction(database, output.prediction_id).model_version == "v1"
+
+
+def test_predictions_are_recorded_under_the_registry_agent_served(
+    database: Database, artifacts: dict[str, tuple[str, str]]
+) -> None:
+    # The feedback on these predictions must reach the "intent" agent's rounds, not a
+    # generic "text_classifier" one.
+    path, sha = artifacts["v1"]
+    register(database, "v1", path, sha, agent="intent")
+
+    (output,) = classify(TextClassifier.from_registry(database, "intent"), TEXTS[:1], database)
+    (plain,) = classify(TextClassifier(path), TEXTS[:1], database)
+
+    assert prediction(database, output.prediction_id).agent == "intent"
+    assert prediction(database, plain.prediction_id).agent == "text_classifier"
 
 
 def test_from_registry_refuses_weights_that_do_not_match_the_row(
