@@ -1,25 +1,23 @@
 """taskloom fine-tuning: turning feedback into better models.
 
-This package will hold the feedback loop's back half: dataset snapshots built from feedback
-in the knowledge base, a plain Accelerate training loop (a frozen config and a few small
-functions around ``prepare``/``backward``/``gather_for_metrics``), evaluation of a candidate
-against the serving model on the same held-out data, the model registry, and the promotion
-gate that promotes a candidate only when it is better and regresses nowhere guarded.
-
-Built so far: datasets from feedback (``build_dataset``: content-hashed snapshots, a
-stratified seeded train/validation split, a frozen per-agent holdout) and the promotion gate
-(``gate``, ``promote_if_better``; rollback is ``knowledge.rollback``), and the training loop
+The feedback loop's back half. ``train`` is one plain Accelerate loop (a frozen
+``TrainConfig`` and small functions around ``prepare``/``backward``/``gather_for_metrics``)
 for sequence classification, token classification (``SpanExample``) and the bi-encoder
-(``PairExample``) (``train`` with a ``TrainConfig``: checkpoints that resume
-mid-epoch, early stopping, a calibrated artifact and ``metrics.json``; ``evaluate`` scores
-an artifact as ``agents.TextClassifier`` serves it). Users' own labelled ``.csv``/``.jsonl``
-files are read by ``read_labelled`` and split by ``split_examples``; ``plot_curves`` draws a
-run's ``metrics.json``; ``taskloom finetune train|eval`` puts them on the command line.
-A feedback-loop round (``run_round``, ``resume_round``, ``watch``; ``taskloom finetune
-run|jobs|watch``) chains them as a job recorded in the knowledge base: dataset, candidate
-from the serving model, gate, promotion; a failed or diverged round never touches serving.
-Like the other packages, importing it never imports torch or transformers; training code
-loads them when it runs.
+(``PairExample``): length-bucketed batches, early stopping, checkpoints that resume
+mid-epoch, head/LoRA/full tiers, an optional contrastive warm-up for few labels
+(``contrastive_epochs``), a calibrated artifact and ``metrics.json``; ``evaluate`` scores an
+artifact as ``agents.TextClassifier`` serves it. Users' own ``.csv``/``.jsonl`` files are
+read by ``read_labelled`` and split by ``split_examples``; ``plot_curves`` draws a run;
+``taskloom finetune train|eval`` puts them on the command line.
+
+From feedback in the knowledge base, ``build_dataset`` snapshots content-hashed dataset
+versions around a frozen per-agent holdout; the promotion gate (``gate``,
+``promote_if_better``; rollback is ``knowledge.rollback``) promotes a candidate only when it
+beats the serving model on that holdout and regresses nowhere guarded. A round
+(``run_round``, ``resume_round``, ``watch``; ``taskloom finetune run|jobs|watch``) chains
+them as a job recorded in the knowledge base; a failed or diverged round never touches
+serving, and one process at a time runs a job. Importing the package never imports torch or
+transformers; training code loads them when it runs.
 """
 
 from agents._bio import Span

@@ -1,4 +1,4 @@
-"""``taskloom finetune``: train and evaluate a classifier on your own labelled files.
+"""``taskloom finetune``: train and evaluate a classifier or tagger on your own labelled files.
 
     taskloom finetune train --data FILE --out DIR [--task text-classification]
                             [--text-column text] [--label-column label] [--val FILE]
@@ -6,10 +6,11 @@
     taskloom finetune eval --model DIR --data FILE [--text-column C] [--label-column C] [--json]
     taskloom finetune run|jobs|watch --agent NAME ...   (feedback-loop rounds: _cli_rounds)
 
-Files are ``.csv`` or ``.jsonl`` (formats in ``finetune._files``). ``train`` holds out a
-stratified, seeded validation split unless ``--val`` names a file, shows a progress bar over
-optimizer steps, and writes ``DIR/model`` (the artifact), ``DIR/metrics.json`` and
-``DIR/curves.png``. Exit status: 0 on success, 2 on bad input (the message on stderr).
+Files are ``.csv`` or ``.jsonl`` (token classification: ``.jsonl`` with entity spans;
+formats in ``finetune._files``). ``train`` holds out a stratified, seeded validation split
+unless ``--val`` names a file, shows a progress bar over optimizer steps, and writes
+``DIR/model`` (the artifact), ``DIR/metrics.json`` and ``DIR/curves.png``. Exit status: 0
+on success, 2 on bad input (the message on stderr).
 """
 
 from __future__ import annotations
@@ -18,17 +19,20 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agents import ModelArtifactError
-from finetune._config import TASKS, Task, TrainConfig
+from agents._bio import Span
+from finetune._config import Task, TrainConfig
 from finetune._curves import plot_curves
+from finetune._data import Example, SpanExample
 from finetune._errors import FinetuneError, TrainConfigError, TrainingDataError
-from finetune._files import read_labelled, split_examples
+from finetune._files import label_names, read_labelled, read_spans, split_examples
 from finetune._loop import TrainResult, train
 from finetune._metrics import EvalReport, evaluate
+from finetune._tasks import span_report
 
 __all__ = ["add_finetune_commands"]
 
@@ -38,8 +42,35 @@ CLI_TASKS: dict[str, Task] = {
     "multi-label-classification": "multi_label",
     "token-classification": "token_classification",
 }
-FILE_TASKS = ("single_label", "multi_label")  # tasks whose examples read_labelled reads
 CLI_TIERS = ("head", "lora", "full")
+# The TrainConfig fields that ``train`` takes as --options: (field, type, help).
+KNOBS: tuple[tuple[str, type, str], ...] = (
+    ("epochs", int, "most passes over the training data"),
+    ("batch_size", int, "examples per forward pass"),
+    ("grad_accum", int, "forward passes per optimizer step"),
+    ("lr", float, "encoder learning rate"),
+    ("head_lr", float, "head learning rate"),
+    ("weight_decay", float, "AdamW decay on weight matrices"),
+    ("warmup_ratio", float, "share of the steps warming the rate up, in [0, 1)"),
+    ("max_length", int, "longest input in tokens"),
+    ("seed", int, "seeds the weights, dropout, batch order and validation split"),
+    ("patience", int, "epochs without a better validation metric before stopping"),
+    ("checkpoint_every_steps", int, "also checkpoint every N steps; 0: at epoch ends only"),
+    (
+        "label_smoothing",
+        float,
+        "text-classification: share of each target spread over the other labels, in [0, 1)",
+    ),
+    (
+        "contrastive_epochs",
+        int,
+        "text-classification: first warm the encoder up N epochs on same-label pairs "
+        "(helps with few examples per label); 0: no warm-up",
+    ),
+    ("lora_r", int, "--tier lora: adapter rank"),
+    ("lora_alpha", int, "--tier lora: adapter scale numerator (updates scaled by alpha/r)"),
+    ("lora_dropout", float, "--tier lora: dropout on the adapters' input, in [0, 1)"),
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -49,30 +80,23 @@ def add_finetune_commands(commands: Any) -> None:
     group = commands.add_parser("finetune", help="train and evaluate on labelled files")
     sub = group.add_subparsers(required=True, metavar="COMMAND")
 
-    fit = sub.add_parser("train", help="fine-tune a classifier from the base model")
+    fit = sub.add_parser("train", help="fine-tune a classifier or tagger from the base model")
     _data_options(fit)
-    fit.add_argument("--task", choices=tuple(CLI_TASKS), default="text-classification")
+    fit.add_argument(
+        "--task", choices=tuple(CLI_TASKS), default="text-classification", help="what to train"
+    )
     fit.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder")
     fit.add_argument("--val", type=Path, metavar="FILE", help="validation file (else a split)")
     fit.add_argument("--val-fraction", type=float, default=0.1, help="share held out (0.1)")
     fit.add_argument("--tier", choices=CLI_TIERS, default="full", help="weights trained (full)")
     fit.add_argument("--base-model", default="", metavar="DIR", help="HF model (MiniLM)")
     defaults = TrainConfig(out_dir="-")
-    for option, kind in (
-        ("epochs", int),
-        ("batch_size", int),
-        ("lr", float),
-        ("head_lr", float),
-        ("max_length", int),
-        ("seed", int),
-    ):
-        default = getattr(defaults, option)
+    for name, kind, text in KNOBS:
         fit.add_argument(
-            f"--{option.replace('_', '-')}",
+            f"--{name.replace('_', '-')}",
             type=kind,
-            default=default,
             metavar="N" if kind is int else "X",
-            help=f"({default})",
+            help=f"{text} ({getattr(defaults, name)})",
         )
     fit.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -113,37 +137,41 @@ def _bad_input_exits_2(handler: Handler) -> Handler:
 
 def _config(args: argparse.Namespace) -> TrainConfig:
     task = CLI_TASKS[args.task]
-    if task not in FILE_TASKS:
-        python = " (train it from Python: finetune.train)" if task in TASKS else ""
-        raise TrainConfigError(
-            f"--task {args.task} is not supported by 'taskloom finetune train' yet{python}. "
-            "Supported: text-classification, multi-label-classification."
-        )
+    given = {name: getattr(args, name) for name, _, _ in KNOBS if getattr(args, name) is not None}
+    _check_knobs_apply(given, task, args.tier)
     return TrainConfig(
         out_dir=str(args.out),
         task=task,
         tier=args.tier,
         base_model=args.base_model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        head_lr=args.head_lr,
-        max_length=args.max_length,
-        seed=args.seed,
-        metric="micro_f1" if task == "multi_label" else "accuracy",
+        metric="accuracy" if task == "single_label" else "micro_f1",  # spans: exact ones
+        **given,
     )
+
+
+def _check_knobs_apply(given: dict[str, Any], task: Task, tier: str) -> None:
+    """Refuse options that the run would ignore, rather than ignore them silently."""
+    problems = []
+    lora = [f"--{name.replace('_', '-')}" for name in given if name.startswith("lora_")]
+    if lora and tier != "lora":
+        problems.append(f"--tier lora is needed by {', '.join(lora)} (got --tier {tier})")
+    for name in ("label_smoothing", "contrastive_epochs"):
+        if name in given and task != "single_label":
+            flag = f"--{name.replace('_', '-')}"
+            problems.append(f"{flag} applies to --task text-classification only")
+    if problems:
+        raise TrainConfigError(f"{'; '.join(problems)}.")
 
 
 def _train(args: argparse.Namespace) -> int:
     config = _config(args)
-    columns = {"text_column": args.text_column, "label_column": args.label_column}
-    multi = config.task == "multi_label"
-    examples = read_labelled(args.data, multi_label=multi, **columns)
+    examples = _read(args.data, config.task, args)
     if args.val is not None:
-        train_set, val_set = examples, read_labelled(args.val, multi_label=multi, **columns)
+        train_set, val_set = examples, _read(args.val, config.task, args)
     else:
-        train_set, val_set = split_examples(examples, args.val_fraction, seed=args.seed)
-    steps = config.epochs * math.ceil(len(train_set) / config.batch_size)
+        train_set, val_set = split_examples(examples, args.val_fraction, seed=config.seed)
+    batches = math.ceil(len(train_set) / config.batch_size)
+    steps = config.epochs * math.ceil(batches / config.grad_accum)
     bar = _progress_bar(steps, quiet=args.quiet)
     try:
         result = train(
@@ -158,6 +186,14 @@ def _train(args: argparse.Namespace) -> int:
     curves = plot_curves(result.metrics_path)
     _print_summary(result, config, len(train_set), len(val_set), curves)
     return 0
+
+
+def _read(path: Path, task: str, args: argparse.Namespace) -> list[Example | SpanExample]:
+    """The labelled examples of a file, read as ``task`` (a ``TrainConfig`` task) needs."""
+    columns = {"text_column": args.text_column, "label_column": args.label_column}
+    if task == "token_classification":
+        return list(read_spans(path, **columns))
+    return list(read_labelled(path, multi_label=task == "multi_label", **columns))
 
 
 def _progress_bar(total: int, *, quiet: bool) -> Any:
@@ -203,24 +239,24 @@ def _eval(args: argparse.Namespace) -> int:
     from agents._artifact import read_artifact  # noqa: PLC0415 - the task decides the format
 
     meta, _ = read_artifact(args.model)
-    examples = read_labelled(
-        args.data,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        multi_label=meta.task == "multi_label",
-    )
-    unknown = sorted({n for e in examples for n in e.label_set()} - set(meta.labels))
+    examples = _read(args.data, meta.task, args)
+    spans = meta.task == "token_classification"
+    names = [tag[2:] for tag in meta.labels if tag.startswith("B-")] if spans else meta.labels
+    unknown = sorted({name for e in examples for name in label_names(e)} - set(names))
     if unknown:
         raise TrainingDataError(
             f"'{args.data}' has label(s) {', '.join(unknown)} that the model in "
-            f"'{args.model}' cannot predict. Its labels: {', '.join(meta.labels)}."
+            f"'{args.model}' cannot predict. Its labels: {', '.join(names)}."
         )
-    report = evaluate(
-        args.model,
-        [e.text for e in examples],
-        [e.label_set() for e in examples],
-        batch_size=args.batch_size,
-    )
+    if spans:
+        report = _evaluate_spans(args.model, examples, names, args.batch_size)
+    else:
+        report = evaluate(
+            args.model,
+            [e.text for e in examples],
+            [sorted(label_names(e)) for e in examples],
+            batch_size=args.batch_size,
+        )
     if args.json:
         payload = {"model": str(args.model), "sha256": meta.sha256, **report.model_dump()}
         print(json.dumps(payload, indent=2))
@@ -228,3 +264,17 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"model    {args.model} (sha256 {meta.sha256[:12]})")
     _print_report(report)
     return 0
+
+
+def _evaluate_spans(
+    model_dir: Path, examples: Sequence[Example | SpanExample], types: list[str], batch_size: int
+) -> EvalReport:
+    """Exact-span scores of a token-classification artifact, served as in production."""
+    from agents import EntityExtractor, ExtractorInput, RunContext  # noqa: PLC0415 - lazy
+
+    rows = [e for e in examples if isinstance(e, SpanExample)]
+    agent = EntityExtractor(str(model_dir), batch_size=batch_size)
+    contexts = [RunContext("evaluate", "evaluate", visit=i + 1) for i in range(len(rows))]
+    outputs = agent.run_batch([ExtractorInput(text=e.text) for e in rows], contexts)
+    predicted = [[Span(x.type, x.start, x.end) for x in out.entities] for out in outputs]
+    return span_report([e.spans for e in rows], predicted, types)

@@ -71,6 +71,13 @@ class TrainConfig:
         lora_alpha: LoRA scale numerator: an adapter's update is scaled by
             ``lora_alpha / lora_r``.
         lora_dropout: Dropout on the adapters' input while training.
+        label_smoothing: Share of each single-label target spread over the other labels
+            (0: plain cross-entropy). A little (0.1) keeps a many-class head from growing
+            overconfident on its training data.
+        contrastive_epochs: single_label only: first train the encoder this many epochs as
+            a bi-encoder on pairs of same-label texts (other labels' texts in the batch
+            are the negatives), then train the classifier from it (0: skip). Pulling each
+            label's texts together first helps most when labels are few per class.
     """
 
     out_dir: str
@@ -96,6 +103,8 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
+    label_smoothing: float = 0.0
+    contrastive_epochs: int = 0
 
     def __post_init__(self) -> None:
         for field, value, valid in (
@@ -115,10 +124,12 @@ class TrainConfig:
         problems = [f"{name} must be >= 1" for name in positive if getattr(self, name) < 1]
         if not self.lr > 0 or not self.head_lr > 0 or not self.lora_alpha > 0:
             problems.append("lr, head_lr and lora_alpha must be > 0")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            problems.append("lora_dropout must be in [0, 1)")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            problems.append("warmup_ratio must be in [0, 1)")
+        fractions = ("lora_dropout", "label_smoothing", "warmup_ratio")
+        problems += [
+            f"{name} must be in [0, 1)"
+            for name in fractions
+            if not 0.0 <= getattr(self, name) < 1.0
+        ]
         if not 0.0 < self.threshold < 1.0:
             problems.append("threshold must be in (0, 1)")
         if self.max_length < 2:  # noqa: PLR2004 - [CLS] and [SEP]
@@ -127,6 +138,11 @@ class TrainConfig:
             problems.append("weight_decay, max_grad_norm and checkpoint_every_steps must be >= 0")
         if not self.out_dir:
             problems.append("out_dir must name a directory")
+        if self.contrastive_epochs < 0:
+            problems.append("contrastive_epochs must be >= 0")
+        ignored = [n for n in ("contrastive_epochs", "label_smoothing") if getattr(self, n)]
+        if ignored and self.task != "single_label":
+            problems.append(f"{' and '.join(ignored)} apply to task 'single_label' only")
         if self.task == "embedding" and self.tier == "head":
             problems.append("tier 'head' trains nothing for task 'embedding' (no head): use 'full'")
         if problems:

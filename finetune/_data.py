@@ -79,10 +79,20 @@ class PairExample:
         query: What a user asks.
         passage: The text that should be retrieved for it. Several queries may share a
             passage; within a batch, a shared passage is never counted as a negative.
+        group: Pairs of one group are right answers for each other (texts of one intent,
+            say): within a batch another pair's passage of the group is never a negative,
+            and validation finds the query right when it ranks its group first. Empty:
+            the passage is the group.
     """
 
     query: str
     passage: str
+    group: str = ""
+
+    @property
+    def key(self) -> str:
+        """What a right answer is identified by: the group, else the passage."""
+        return self.group or self.passage
 
 
 def label_names(examples: Sequence[Example]) -> list[str]:
@@ -218,10 +228,10 @@ def check_pair_examples(train: Sequence[object], val: Sequence[object]) -> list[
                 f"{len(blank)} {split} pair(s) have a blank query or passage (first: "
                 f"{blank[0]!r}). Drop them or fill them in."
             )
-        if len({r.passage for r in pairs}) < 2:  # noqa: PLR2004 - one to find, one to pass
+        if len({r.key for r in pairs}) < 2:  # noqa: PLR2004 - one to find, one to pass
             raise TrainingDataError(
-                f"The {split} pairs have a single distinct passage, so there is nothing to "
-                "rank it against. Give pairs for at least two different passages."
+                f"The {split} pairs have a single distinct passage (or group), so there is "
+                "nothing to rank it against. Give pairs for at least two different passages."
             )
     return []
 

@@ -33,6 +33,7 @@ from finetune._data import Example
 from finetune._errors import FinetuneError, TrainingDivergedError
 from finetune._feedback_data import DatasetSplit, LabelledExample, build_dataset
 from finetune._gate import GateConfig, GateDecision, evaluate_and_gate, promote_if_better
+from finetune._joblock import job_lock
 from finetune._loop import train
 from finetune._metrics import EvalReport, evaluate
 from knowledge import (
@@ -139,25 +140,32 @@ def run_round(
     with database.transaction() as session:
         job = start_job(session, agent, trigger=trigger, out_dir=config.out_dir, config=settings)
         job = update_job(session, job.id, out_dir=str(Path(config.out_dir) / f"job-{job.id}"))
-    return _guarded_run(database, job, resume=False)
+    with job_lock(job.out_dir, job.id):
+        return _guarded_run(database, job, resume=False)
 
 
 def resume_round(database: Database, job_id: int) -> JobResult:
     """Continue a failed, diverged or crashed job from its checkpoint, same settings.
 
+    A ``running`` job is resumed only when no process still runs it (``job_lock``).
+
     Raises:
         UnknownJobError: No such job.
-        FinetuneError: The job finished already (succeeded or rejected).
+        FinetuneError: The job finished already (succeeded or rejected), or another
+            process is running it.
     """
-    with database.transaction() as session:
-        job = get_job(session, job_id)
-        if job.status not in RESUMABLE:
-            raise FinetuneError(
-                f"Job {job_id} of agent '{job.agent}' is {job.status}: only a job that is "
-                f"{', '.join(RESUMABLE)} can be resumed. Start a new round instead."
-            )
-        job = finish_job(session, job_id, "running")
-    return _guarded_run(database, job, resume=True)
+    with database.session() as session:
+        out_dir = get_job(session, job_id).out_dir
+    with job_lock(out_dir, job_id):
+        with database.transaction() as session:
+            job = get_job(session, job_id)
+            if job.status not in RESUMABLE:
+                raise FinetuneError(
+                    f"Job {job_id} of agent '{job.agent}' is {job.status}: only a job that is "
+                    f"{', '.join(RESUMABLE)} can be resumed. Start a new round instead."
+                )
+            job = finish_job(session, job_id, "running")
+        return _guarded_run(database, job, resume=True)
 
 
 def _guarded_run(database: Database, job: FinetuneJob, *, resume: bool) -> JobResult:

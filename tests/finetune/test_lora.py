@@ -57,9 +57,9 @@ def _config(out: Path, base: str, **overrides: Any) -> TrainConfig:
 
 def _trainable(config: TrainConfig) -> tuple[int, int]:
     """Trainable and total parameters of the model the loop builds for ``config``."""
-    from finetune._loop import _build_model  # noqa: PLC0415 - the loop's own builder
+    from finetune._run_setup import load_model  # noqa: PLC0415 - the loop's own builder
 
-    model, _ = _build_model(config, num_labels=2)
+    model, _ = load_model(config, num_labels=2)
     params = list(model.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 

@@ -153,12 +153,12 @@ def test_a_crash_fails_the_job_without_touching_serving_and_resume_finishes_it(
     loss = tasks.LOSSES["single_label"]
     calls = 0
 
-    def crash_after_three(model: Any, batch: Any) -> Any:
+    def crash_after_three(model: Any, batch: Any, config: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls > 3:
             raise RuntimeError("power cut")
-        return loss(model, batch)
+        return loss(model, batch, config)
 
     monkeypatch.setitem(tasks.LOSSES, "single_label", crash_after_three)
     cfg = config(tmp_path, base, checkpoint_every_steps=1)
@@ -182,7 +182,7 @@ def test_a_nan_loss_marks_the_job_diverged_and_registers_nothing(
     add_labels(database, 15)
     loss = tasks.LOSSES["single_label"]
     monkeypatch.setitem(
-        tasks.LOSSES, "single_label", lambda model, batch: loss(model, batch) * math.nan
+        tasks.LOSSES, "single_label", lambda model, batch, cfg: loss(model, batch, cfg) * math.nan
     )
     result = run_round(database, AGENT, config=config(tmp_path, base))
     assert result.job.status == "diverged"
