@@ -4,6 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 # torch==2.13.0 is installed before the project on purpose: it is the only spec that resolves
 # to the local CPU build (2.13.0+cpu). Letting the resolver choose pulls several GB of CUDA
@@ -38,22 +39,23 @@ $(VENV)/.stamp-bench: pyproject.toml | $(PY)
 test: $(VENV)/.stamp-dev ## Run the test suite (PYTEST_ARGS="-m 'not slow'" to filter)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-demo: $(VENV)/.stamp-base ## Run the hello-workflow demo
-	HF_HUB_OFFLINE=1 $(PY) examples/hello_workflow.py
+demo: $(VENV)/.stamp-base ## Run the support-triage demo (DEMO_ARGS="--quick" for a short run)
+	HF_HUB_OFFLINE=1 $(PY) examples/run_demo.py $(DEMO_ARGS)
 
 lint: $(VENV)/.stamp-dev ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.stamp-bench ## Engine, durability and inference benchmarks -> benchmarks/results/
+bench: $(VENV)/.stamp-bench ## Engine, durability, inference and fine-tuning benchmarks -> benchmarks/results/
 	$(PY) -m benchmarks.engine_overhead --json benchmarks/results/engine_overhead.json
 	$(PY) -m benchmarks.durability --json benchmarks/results/durability.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.inference --json benchmarks/results/inference.json
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.finetune --json benchmarks/results/finetune.json
 
 clean: ## Remove build artefacts and caches (keeps the venv)
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage \
-		test-artifacts examples/plugin_agent/build
+		test-artifacts examples/plugin_agent/build demo-output
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 	find . -path ./$(VENV) -prune -o -type d -name '*.egg-info' -exec rm -rf {} +
 

@@ -1,6 +1,6 @@
 """A first taskloom workflow: triage customer-support messages with rule-based agents.
 
-    python examples/hello_workflow.py        (or: make demo)
+    python examples/hello_workflow.py
 
 Four agents, one per role, route each message: perceive its intent, decide what to do by
 rules over what was perceived, then reply, ask a clarifying question, or escalate to a

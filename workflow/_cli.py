@@ -28,6 +28,7 @@ from typing import Any
 from agents import default_registry
 from knowledge import TaskloomError
 from workflow._cli_db import add_db_commands
+from workflow._cli_demo import add_demo_commands
 from workflow._cli_kb import add_kb_commands
 from workflow._compiled import CompiledWorkflow
 from workflow._engine import Engine, RunResult
@@ -37,7 +38,7 @@ __all__ = ["COMMAND_GROUPS", "main"]
 
 # Modules adding a group of subcommands (``taskloom db ...``): each is a function taking the
 # subparsers object and registering parsers whose ``handler`` returns an exit status.
-COMMAND_GROUPS: list[Callable[[Any], None]] = [add_db_commands, add_kb_commands]
+COMMAND_GROUPS: list[Callable[[Any], None]] = [add_db_commands, add_kb_commands, add_demo_commands]
 
 
 def _add_finetune_commands(commands: Any) -> None:

@@ -1,4 +1,4 @@
-"""Smoke test of the example `make demo` runs: it runs end to end and routes as documented."""
+"""Smoke test of examples/hello_workflow.py: it runs end to end and routes as documented."""
 
 from __future__ import annotations
 
