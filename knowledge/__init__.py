@@ -56,7 +56,7 @@ from knowledge._errors import (
     UnknownPredictionError,
 )
 from knowledge._facts import add_fact, add_facts, find_facts
-from knowledge._feedback import feedback_for, submit_feedback, submit_feedback_many
+from knowledge._feedback import feedback_for, import_labels, submit_feedback, submit_feedback_many
 from knowledge._idempotency import Claim, claim_key, remember_result, run_once
 from knowledge._ingest import (
     IngestReport,
@@ -185,6 +185,7 @@ __all__ = [
     "get_job",
     "get_model_version",
     "get_prediction",
+    "import_labels",
     "ingest_path",
     "labelling_budget",
     "list_jobs",

@@ -27,16 +27,19 @@ from sqlalchemy.orm import Session
 from knowledge import _models as orm
 from knowledge._audit import audit_rows
 from knowledge._bulk import insert_ids
-from knowledge._dto import Feedback, FeedbackIn
+from knowledge._dto import Feedback, FeedbackIn, FeedbackSource, PredictionIn
 from knowledge._errors import (
     DuplicateFeedbackError,
     FeedbackError,
     InvalidLabelError,
     UnknownPredictionError,
 )
+from knowledge._predictions import record_predictions
 from knowledge._redact import redactor_for
 
-__all__ = ["feedback_for", "submit_feedback", "submit_feedback_many"]
+__all__ = ["IMPORTED", "feedback_for", "import_labels", "submit_feedback", "submit_feedback_many"]
+
+IMPORTED = "imported"  # the model version of predictions that only carry imported labels
 
 # Ids per ``IN (...)`` query: SQLite allows 32,766 parameters per statement, and a batch of
 # the recommended 1,000 items stays one query.
@@ -239,6 +242,59 @@ def submit_feedback_many(session: Session, items: Iterable[FeedbackIn]) -> list[
             Items repeating an earlier item's (prediction, source, author) are duplicates.
     """
     return _submit(session, list(items), batch=True)
+
+
+def import_labels(
+    session: Session,
+    agent: str,
+    examples: Sequence[tuple[str, str]],
+    *,
+    author: str,
+    label_set: Sequence[str] | None = None,
+    source: FeedbackSource = "human",
+) -> list[Feedback]:
+    """Record already-labelled texts as ``agent``'s labelled examples; the caller commits.
+
+    This seeds an agent from an existing labelled file before it has a model: each text
+    becomes a prediction of model version ``imported`` (no label or probabilities, so the
+    review queue never offers it) whose label arrives as feedback, which
+    ``finetune.build_dataset`` reads like any other.
+
+    Args:
+        session: The session to write in.
+        agent: The agent the labels are for.
+        examples: ``(text, label)`` pairs.
+        author: Who labelled them (one feedback per prediction, source and author).
+        label_set: Every label the agent may predict; default: the labels given.
+        source: The feedback source (``human`` for reviewed labels).
+
+    Returns:
+        The stored feedback, in the order given.
+
+    Raises:
+        FeedbackError: A label outside ``label_set`` (nothing is stored).
+    """
+    names = sorted(label_set if label_set is not None else {label for _, label in examples})
+    predictions = record_predictions(
+        session,
+        [
+            PredictionIn(
+                agent=agent,
+                model_version=IMPORTED,
+                input={"text": text},
+                output={},
+                label_set=names,
+            )
+            for text, _ in examples
+        ],
+    )
+    return submit_feedback_many(
+        session,
+        [
+            FeedbackIn(prediction_id=p.id, label=label, source=source, author=author)
+            for p, (_, label) in zip(predictions, examples, strict=True)
+        ],
+    )
 
 
 def feedback_for(session: Session, prediction_id: int) -> list[Feedback]:

@@ -199,6 +199,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "get_job",
         "get_model_version",
         "get_prediction",
+        "import_labels",
         "ingest_path",
         "labelling_budget",
         "list_jobs",

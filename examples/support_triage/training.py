@@ -42,7 +42,7 @@ from finetune import (
     split_examples,
     train,
 )
-from knowledge import Database, FeedbackIn, PredictionIn, record_predictions, submit_feedback_many
+from knowledge import Database, import_labels
 from support_triage.actions import ACTIONS
 from support_triage.data import TicketRow, load_slot_examples
 from support_triage.flow import CARD_AT_RISK, DECISIONS, NEEDS_PERSON, policy_signals
@@ -97,27 +97,14 @@ def intent_config(out_dir: Path, *, epochs: int, seed: int, base_model: str = ""
 
 
 def record_seed_labels(database: Database, rows: Sequence[TicketRow], intents: list[str]) -> int:
-    """Store the seed labels as reviewed predictions of the intent agent (no model yet)."""
+    """Store the seed labels as the intent agent's labelled examples (no model yet)."""
     with database.transaction() as session:
-        predictions = record_predictions(
+        import_labels(
             session,
-            [
-                PredictionIn(
-                    agent=INTENT_AGENT,
-                    model_version="seed",
-                    input={"text": row.text},
-                    output={},
-                    label_set=intents,
-                )
-                for row in rows
-            ],
-        )
-        submit_feedback_many(
-            session,
-            [
-                FeedbackIn(prediction_id=p.id, label=row.intent, source="human", author=REVIEWER)
-                for p, row in zip(predictions, rows, strict=True)
-            ],
+            INTENT_AGENT,
+            [(row.text, row.intent) for row in rows],
+            author=REVIEWER,
+            label_set=intents,
         )
     return len(rows)
 

@@ -16,14 +16,11 @@ import finetune._tasks as tasks
 from finetune import GateConfig, TrainConfig, encoder_folder, resume_round, run_round, watch
 from knowledge import (
     Database,
-    FeedbackIn,
-    PredictionIn,
+    import_labels,
     list_jobs,
     model_versions,
     new_labels_since_last_job,
-    record_predictions,
     serving_version,
-    submit_feedback_many,
 )
 
 LABELS = ("refund", "balance")
@@ -31,36 +28,14 @@ AGENT = "intent"
 
 
 def add_labels(database: Database, per_label: int, start: int = 0) -> None:
-    """Record and label ``per_label`` predictions per label; the label word is in the text."""
+    """Import ``per_label`` labelled texts per label; the label word is in the text."""
     texts = [
         (f"{name} {name} please item {i}", name)
         for name in LABELS
         for i in range(start, start + per_label)
     ]
     with database.transaction() as session:
-        predictions = record_predictions(
-            session,
-            [
-                PredictionIn(
-                    agent=AGENT,
-                    model_version="v0",
-                    input={"text": text},
-                    output={},
-                    label=LABELS[0],
-                    label_set=list(LABELS),
-                )
-                for text, _ in texts
-            ],
-        )
-        submit_feedback_many(
-            session,
-            [
-                FeedbackIn.model_validate(
-                    {"prediction_id": p.id, "label": name, "source": "human", "author": "ann"}
-                )
-                for p, (_, name) in zip(predictions, texts, strict=True)
-            ],
-        )
+        import_labels(session, AGENT, texts, author="ann", label_set=LABELS)
 
 
 def config(root: Path, base: str, **changes: Any) -> TrainConfig:

@@ -20,8 +20,10 @@ from knowledge import (
     UnknownPredictionError,
     audit,
     audit_log,
+    enqueue_uncertain,
     feedback_for,
     get_prediction,
+    import_labels,
     record_prediction,
     record_predictions,
     submit_feedback,
@@ -354,3 +356,32 @@ def test_audit_entries_can_be_written_and_filtered(database: Database) -> None:
 def test_audit_names_must_fit_their_columns(database: Database) -> None:
     with database.session() as session, pytest.raises(ValueError, match="actor must be 1 to 200"):
         audit(session, "x" * 201, "a", "e", None)
+
+
+def test_imported_labels_seed_an_agent_and_never_reach_the_review_queue(
+    database: Database,
+) -> None:
+    rows = [("where is my card", "card_arrival"), ("change my pin", "change_pin")]
+    with database.transaction() as session:
+        stored = import_labels(session, "intent", rows, author="ann")
+        enqueued = enqueue_uncertain(session, "intent")
+
+    with database.session() as session:
+        predictions = [get_prediction(session, f.prediction_id) for f in stored]
+    assert [(f.label, f.source, f.author) for f in stored] == [
+        ("card_arrival", "human", "ann"),
+        ("change_pin", "human", "ann"),
+    ]
+    assert [(p.agent, p.model_version, p.input) for p in predictions] == [
+        ("intent", "imported", {"text": "where is my card"}),
+        ("intent", "imported", {"text": "change my pin"}),
+    ]
+    assert predictions[0].label_set == ["card_arrival", "change_pin"]
+    assert enqueued == 0
+
+
+def test_an_imported_label_outside_the_label_set_stores_nothing(database: Database) -> None:
+    with pytest.raises(InvalidLabelError), database.transaction() as session:
+        import_labels(session, "intent", [("hi", "greet")], author="ann", label_set=["bye"])
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(orm.Prediction)) == 0
