@@ -26,6 +26,7 @@ def write_json(path: Path, meta: dict[str, Any], results: dict[str, Any], starte
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),  # set: torch's threads capped
         "seconds": round(time.perf_counter() - started, 1),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
