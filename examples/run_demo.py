@@ -88,7 +88,7 @@ class Preset:
     policy_epochs: int
 
 
-FULL = Preset(None, 2000, 3, 250, 10, 2, 5, 2, list(range(6)), 2, 4)
+FULL = Preset(None, 4000, 4, 400, 10, 2, 5, 3, list(range(6)), 2, 4)
 QUICK = Preset(QUICK_INTENTS, 480, 2, 80, 13, 5, 5, 3, [0, 1, 2], 1, 4)
 
 
