@@ -470,9 +470,10 @@ def test_quick_demo_runs_end_to_end_and_improves(tmp_path: Path) -> None:
     assert len(rows) == 3  # the seed model's batch, then one per feedback round
     accuracy = [float(row[3]) for row in rows]
     assert accuracy[-1] > accuracy[0], report
-    # Every promotion passed the gate: the candidate beat the serving model on the holdout.
+    # No wrong promotion: a promoted candidate beat the serving model on the holdout. (A
+    # rejected one may be a little better yet below the gate's margin.)
     gated = [line.split("|") for line in report.splitlines() if ROW.match(line)][:-1]
     for cells in gated:
         candidate, serving = (float(x) for x in cells[-4].split(" / "))
-        assert (candidate > serving) == (cells[-3].strip() == "promoted"), cells
+        assert cells[-3].strip() != "promoted" or candidate > serving, cells
     assert "'demo_outbox': 0" not in report
