@@ -56,7 +56,8 @@ from finetune._gate import (
 )
 from finetune._loop import TrainResult, train
 from finetune._metrics import EvalReport, LabelScores, classification_report, evaluate
-from finetune._rounds import JobResult, encoder_folder, resume_round, run_round, watch
+from finetune._rounds import JobResult, resume_round, run_round, watch
+from finetune._run_files import encoder_folder
 from knowledge import TaskloomError
 
 __all__ = [

@@ -19,7 +19,6 @@ may change between rounds, and a fresh head is what ``train`` builds.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from finetune._gate import GateConfig, GateDecision, evaluate_and_gate, promote_
 from finetune._joblock import job_lock
 from finetune._loop import train
 from finetune._metrics import EvalReport, evaluate
+from finetune._run_files import encoder_folder
 from knowledge import (
     Database,
     FinetuneJob,
@@ -51,7 +51,7 @@ from knowledge import (
 )
 from knowledge._jobs import JobStatus
 
-__all__ = ["JobResult", "encoder_folder", "resume_round", "run_round", "watch"]
+__all__ = ["JobResult", "resume_round", "run_round", "watch"]
 
 RUN, BASE = "run", "base"  # a job folder's training run and warm-start encoder
 RESUMABLE = ("failed", "diverged", "running")  # running: its process crashed
@@ -73,36 +73,6 @@ class JobResult:
     def promoted(self) -> bool:
         """The candidate serves now."""
         return self.job.status == "succeeded"
-
-
-def encoder_folder(artifact_dir: str | Path, dest: str | Path) -> Path:
-    """Write a serving artifact's encoder as a Hugging Face model folder ``train`` starts from.
-
-    An artifact stores the encoder's weights under ``encoder.`` next to its head's, which
-    ``AutoModel.from_pretrained`` would not match (it would start from random weights).
-
-    Args:
-        artifact_dir: A taskloom artifact (checked against its recorded sha256).
-        dest: The folder to create (kept, so a resumed run finds the same base).
-
-    Returns:
-        ``dest``, holding ``config.json``, ``model.safetensors`` and the tokenizer's files.
-    """
-    from safetensors.torch import load_file, save_file  # noqa: PLC0415 - heavy, lazy
-
-    from agents._artifact import META_FILE, WEIGHTS_FILE, read_artifact  # noqa: PLC0415
-
-    read_artifact(artifact_dir)  # refuses a missing, tampered or pickled artifact
-    source, target = Path(artifact_dir), Path(dest)
-    target.mkdir(parents=True, exist_ok=True)
-    for item in source.iterdir():
-        if item.is_file() and item.name not in {META_FILE, WEIGHTS_FILE}:
-            shutil.copy2(item, target / item.name)
-    prefix = "encoder."
-    weights = load_file(str(source / WEIGHTS_FILE))
-    encoder = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-    save_file(encoder, str(target / WEIGHTS_FILE), metadata={"format": "pt"})
-    return target
 
 
 def run_round(

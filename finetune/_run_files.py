@@ -1,5 +1,5 @@
 """What a training run writes: checkpoints while it runs, the artifact and ``metrics.json``
-when it ends.
+when it ends; and what a run starts from a saved artifact (``encoder_folder``).
 
 Checkpoints (``out_dir/checkpoint``) hold Accelerate's state (model, optimizer, scheduler,
 RNG states; ``save_state``), the best weights so far and ``progress.json``, written last,
@@ -28,6 +28,7 @@ __all__ = [
     "METRICS",
     "MODEL",
     "Progress",
+    "encoder_folder",
     "restore_checkpoint",
     "save_checkpoint",
     "save_model",
@@ -143,3 +144,33 @@ def write_metrics(run: Run, progress: Progress, result: TrainResult) -> None:
         "validation_report": result.report.model_dump(),
     }
     result.metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
+
+
+def encoder_folder(artifact_dir: str | Path, dest: str | Path) -> Path:
+    """Write a serving artifact's encoder as a Hugging Face model folder ``train`` starts from.
+
+    An artifact stores the encoder's weights under ``encoder.`` next to its head's, which
+    ``AutoModel.from_pretrained`` would not match (it would start from random weights).
+
+    Args:
+        artifact_dir: A taskloom artifact (checked against its recorded sha256).
+        dest: The folder to create (kept, so a resumed run finds the same base).
+
+    Returns:
+        ``dest``, holding ``config.json``, ``model.safetensors`` and the tokenizer's files.
+    """
+    from safetensors.torch import load_file, save_file  # noqa: PLC0415 - heavy, lazy
+
+    from agents._artifact import META_FILE, WEIGHTS_FILE, read_artifact  # noqa: PLC0415
+
+    read_artifact(artifact_dir)  # refuses a missing, tampered or pickled artifact
+    source, target = Path(artifact_dir), Path(dest)
+    target.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_file() and item.name not in {META_FILE, WEIGHTS_FILE}:
+            shutil.copy2(item, target / item.name)
+    prefix = "encoder."
+    weights = load_file(str(source / WEIGHTS_FILE))
+    encoder = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    save_file(encoder, str(target / WEIGHTS_FILE), metadata={"format": "pt"})
+    return target

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from finetune._config import TrainConfig
 from finetune._data import Example, PairExample
+from finetune._run_files import encoder_folder
 
 __all__ = ["contrastive_pairs", "warm_up_encoder"]
 
@@ -62,7 +63,6 @@ def warm_up_encoder(
     from accelerate import PartialState  # noqa: PLC0415 - heavy, lazy
 
     from finetune._loop import train  # noqa: PLC0415 - the loop calls this module
-    from finetune._rounds import encoder_folder  # noqa: PLC0415 - same cycle
 
     folder = Path(config.out_dir) / WARMUP
     encoder = folder / "encoder"
