@@ -7,7 +7,7 @@
 
 ``run`` records one round as a job (see ``finetune._rounds``); ``watch`` starts one whenever
 ``--min-labels`` new labels have arrived since the agent's last job, checking every
-``--interval`` seconds. ``--db`` defaults to ``TASKLOOM_DB_URL`` (else the local SQLite file).
+``--interval`` seconds. ``--db`` defaults to ``TASKLOOM_DATABASE_URL`` (else the local SQLite file).
 Exit status: 0 when the round ran (promoted or rejected), 1 when it failed or diverged, 2 on
 bad input.
 """

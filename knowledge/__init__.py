@@ -6,6 +6,7 @@
   ``SqlRunStore``; ``run_once`` and friends for exactly-once side effects; ``prune``;
 - predictions, feedback (validated), the review queue ordered by uncertainty, facts, dataset
   versions, model versions with alias history, and the audit log;
+- API keys of the HTTP service (``create_api_key``, ``authenticate``; roles ``ROLES``);
 - documents: ``ingest_path`` / ``add_document`` (``reembed_chunks`` after a model change)
   and hybrid full-text + vector ``search`` through an ``Embedder``;
 - ``Redactor``: card numbers, IBANs, emails and phone numbers are redacted before any text is
@@ -52,6 +53,7 @@ from knowledge._errors import (
     SchemaError,
     SearchError,
     TaskloomError,
+    UnknownApiKeyError,
     UnknownModelVersionError,
     UnknownPredictionError,
 )
@@ -75,10 +77,21 @@ from knowledge._jobs import (
     start_job,
     update_job,
 )
+from knowledge._keys import (
+    ROLES,
+    ApiKey,
+    Role,
+    authenticate,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+    role_allows,
+)
 from knowledge._models_registry import (
     alias_history,
     get_alias,
     get_model_version,
+    model_agents,
     model_versions,
     register_model_version,
     rollback,
@@ -105,6 +118,7 @@ from knowledge._review import (
     enqueue_uncertain,
     labelling_budget,
     mark_done,
+    review_counts,
     review_queue,
     uncertainty,
 )
@@ -114,7 +128,9 @@ from knowledge._sqlstore import SqlRunStore
 
 __all__ = [
     "DEFAULT_REDACTOR",
+    "ROLES",
     "AliasMove",
+    "ApiKey",
     "AuditEntry",
     "Claim",
     "Database",
@@ -148,6 +164,7 @@ __all__ = [
     "Redactor",
     "ReviewItem",
     "ReviewItemNotFoundError",
+    "Role",
     "RollbackError",
     "RouteDecision",
     "RunConflictError",
@@ -163,6 +180,7 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "TaskloomError",
+    "UnknownApiKeyError",
     "UnknownJobError",
     "UnknownModelVersionError",
     "UnknownPredictionError",
@@ -172,8 +190,10 @@ __all__ = [
     "alias_history",
     "audit",
     "audit_log",
+    "authenticate",
     "chunk_embedders",
     "claim_key",
+    "create_api_key",
     "dataset_hash",
     "enqueue_uncertain",
     "existing_runs",
@@ -188,8 +208,10 @@ __all__ = [
     "import_labels",
     "ingest_path",
     "labelling_budget",
+    "list_api_keys",
     "list_jobs",
     "mark_done",
+    "model_agents",
     "model_versions",
     "new_labels_since_last_job",
     "prune",
@@ -198,7 +220,10 @@ __all__ = [
     "reembed_chunks",
     "register_model_version",
     "remember_result",
+    "review_counts",
     "review_queue",
+    "revoke_api_key",
+    "role_allows",
     "rollback",
     "run_once",
     "search",

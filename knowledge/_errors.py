@@ -18,6 +18,7 @@ Each branch is defined in the package it belongs to and re-exported from it::
     │   │   ├── InvalidLabelError       the label is not in the prediction's label set
     │   │   └── DuplicateFeedbackError  the same prediction, source and author again
     │   ├── ReviewItemNotFoundError     no review item has that id
+    │   ├── UnknownApiKeyError          no API key has that id
     │   └── ModelRegistryError          a model version or alias operation was refused
     │       ├── UnknownModelVersionError    no such version of the agent
     │       ├── DuplicateModelVersionError  the agent already has that version
@@ -79,6 +80,7 @@ __all__ = [
     "SchemaError",
     "SearchError",
     "TaskloomError",
+    "UnknownApiKeyError",
     "UnknownModelVersionError",
     "UnknownPredictionError",
 ]
@@ -224,6 +226,17 @@ class ReviewItemNotFoundError(KnowledgeError, LookupError):
             "removed only with their prediction."
         )
         self.item_id = item_id
+
+
+class UnknownApiKeyError(KnowledgeError, LookupError):
+    """No API key has the id given."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"There is no API key '{key_id}'. Key ids are the part after 'tlk_' in a token; "
+            "list them with 'taskloom keys list'."
+        )
+        self.key_id = key_id
 
 
 class ModelRegistryError(KnowledgeError):

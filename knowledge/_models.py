@@ -12,6 +12,7 @@ compares the two).
     facts                            subject, relation, object, provenance
     datasets ─< model_versions ─< model_aliases (history of alias moves)
     finetune_jobs                    fine-tuning rounds: status, dataset, candidate, result
+    api_keys                         service keys: id, name, role, sha256 of the token
     idempotency_keys, audit_log
 """
 
@@ -37,6 +38,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "ApiKey",
     "AuditEntry",
     "Base",
     "Chunk",
@@ -68,6 +70,7 @@ NAMING_CONVENTION = {
 JSON_TYPE = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 ID = 32  # hex ids (runs)
 NAME = 200  # agent, step, workflow, label and alias names
+KEY_ID = 32  # API key ids (12 hex characters today; room to grow)
 
 
 class Base(DeclarativeBase):
@@ -85,11 +88,16 @@ class Run(Base):
     """One run of a workflow on one task."""
 
     __tablename__ = "runs"
+    # Runs are listed newest first within a workflow or a status (list_runs, unfinished).
+    __table_args__ = (
+        Index("ix_runs_workflow_created", "workflow", "created_at"),
+        Index("ix_runs_status_created", "status", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
-    workflow: Mapped[str] = mapped_column(String(NAME), index=True)
+    workflow: Mapped[str] = mapped_column(String(NAME))
     task: Mapped[Any]
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float, index=True)
     finished_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
@@ -334,3 +342,17 @@ class FinetuneJob(Base):
     finished_at: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None]
+
+
+class ApiKey(Base):
+    """A key of the HTTP service; only the SHA-256 of its token is stored, never the token."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(KEY_ID), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME))
+    role: Mapped[str] = mapped_column(String(16))  # viewer | labeler | operator | admin
+    token_sha256: Mapped[str] = mapped_column(String(64))  # hex digest of the whole token
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -29,6 +29,7 @@ __all__ = [
     "alias_history",
     "get_alias",
     "get_model_version",
+    "model_agents",
     "model_versions",
     "register_model_version",
     "rollback",
@@ -297,3 +298,13 @@ def alias_history(
         )
         for row, version, previous in session.execute(query)
     ]
+
+
+def model_agents(session: Session) -> dict[str, int]:
+    """Return every agent with registered model versions, and how many each has."""
+    query = (
+        select(orm.ModelVersion.agent, func.count())
+        .group_by(orm.ModelVersion.agent)
+        .order_by(orm.ModelVersion.agent)
+    )
+    return {agent: count for agent, count in session.execute(query)}

@@ -30,7 +30,14 @@ from knowledge import _models as orm
 from knowledge._dto import Prediction, ReviewItem, Strategy
 from knowledge._errors import ReviewItemNotFoundError
 
-__all__ = ["enqueue_uncertain", "labelling_budget", "mark_done", "review_queue", "uncertainty"]
+__all__ = [
+    "enqueue_uncertain",
+    "labelling_budget",
+    "mark_done",
+    "review_counts",
+    "review_queue",
+    "uncertainty",
+]
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 SCAN_BATCH = 1000  # predictions fetched per round trip when scanning for uncertain ones
@@ -204,6 +211,20 @@ def review_queue(
     ]
     best = heapq.nsmallest(limit, ranked, key=lambda r: (-r[0], r[1].prediction_id))
     return [_item(item, pred, priority=p, strategy=strategy) for p, item, pred in best]
+
+
+def review_counts(session: Session) -> dict[str, int]:
+    """Count the open review items of every agent that has some, by agent name.
+
+    Counts what ``review_queue`` would return: open items whose prediction has no feedback.
+    """
+    query = (
+        select(orm.ReviewItem.agent, func.count(orm.ReviewItem.id))
+        .where(orm.ReviewItem.status == "open", ~_labelled(orm.ReviewItem.prediction_id))
+        .group_by(orm.ReviewItem.agent)
+        .order_by(orm.ReviewItem.agent)
+    )
+    return {agent: int(count) for agent, count in session.execute(query)}
 
 
 def mark_done(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import heapq
 import threading
 import time
 from typing import Protocol, runtime_checkable
@@ -11,6 +12,24 @@ from knowledge._errors import RunNotFoundError
 from knowledge._records import RunRecord, RunStatus, StepRecord
 
 __all__ = ["MemoryRunStore", "RunStore"]
+
+MAX_LIST = 1000  # runs one ``list_runs`` call may return
+
+
+def check_list_args(limit: int, status: RunStatus | str | None) -> RunStatus | None:
+    """Validate ``list_runs`` arguments the same way in every store; return the status."""
+    if not 1 <= limit <= MAX_LIST:
+        raise ValueError(
+            f"list_runs limit must be 1 to {MAX_LIST}, got {limit}. Page through more runs "
+            "with before=<the created_at of the last run returned>."
+        )
+    if status is None or isinstance(status, RunStatus):
+        return status
+    try:
+        return RunStatus(status)
+    except ValueError:
+        valid = ", ".join(s.value for s in RunStatus)
+        raise ValueError(f"Unknown run status '{status}'. Valid: {valid}.") from None
 
 
 @runtime_checkable
@@ -38,6 +57,25 @@ class RunStore(Protocol):
 
     def unfinished(self, workflow: str | None = None) -> list[str]:
         """Return ids of runs still RUNNING (of one workflow, if given), oldest first."""
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        before: float | None = None,
+    ) -> list[RunRecord]:
+        """Return runs newest first (by ``created_at``, then id), filtered by every argument.
+
+        Args:
+            workflow: Only runs of this workflow.
+            status: Only runs with this status (its value, ``"failed"``, is accepted too;
+                an unknown one is a ``ValueError`` listing the valid ones).
+            limit: At most this many runs, 1 to 1000 (else ``ValueError``).
+            before: Only runs created strictly earlier: pass the last run's ``created_at``
+                to get the next page.
+        """
 
 
 class MemoryRunStore:
@@ -101,3 +139,24 @@ class MemoryRunStore:
             for r in runs
             if r.status is RunStatus.RUNNING and workflow in (None, r.workflow)
         ]
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        before: float | None = None,
+    ) -> list[RunRecord]:
+        """Return runs newest first; see ``RunStore.list_runs``."""
+        wanted = check_list_args(limit, status)
+        with self._lock:
+            runs = list(self._runs.values())
+        chosen = [
+            r
+            for r in runs
+            if workflow in (None, r.workflow)
+            and wanted in (None, r.status)
+            and (before is None or r.created_at < before)
+        ]
+        return heapq.nlargest(limit, chosen, key=lambda r: (r.created_at, r.run_id))

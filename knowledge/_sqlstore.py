@@ -48,6 +48,7 @@ from knowledge._records import (
     StepRecord,
     StepStatus,
 )
+from knowledge._runstore import check_list_args
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -241,10 +242,7 @@ class SqlRunStore:
             row = conn.execute(self._get_run, {"run_id": run_id}).first()
         if row is None:
             raise RunNotFoundError(run_id)
-        return RunRecord(
-            run_id, row.workflow, row.task, RunStatus(row.status), row.created_at,
-            row.finished_at, row.error,
-        )  # fmt: skip
+        return _run_record(run_id, row)
 
     def steps(self, run_id: str) -> list[StepRecord]:
         """Return a run's step records in execution order, inputs and outputs as dicts."""
@@ -262,6 +260,39 @@ class SqlRunStore:
         query = query.order_by(_RUNS.c.created_at, _RUNS.c.id)
         with self._connect() as conn:
             return list(conn.execute(query).scalars())
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        before: float | None = None,
+    ) -> list[RunRecord]:
+        """Return runs newest first (tasks as dicts); see ``RunStore.list_runs``.
+
+        Walks the ``created_at`` index backwards from ``before``, so a page costs the same
+        however many runs are older.
+        """
+        wanted = check_list_args(limit, status)
+        query = select(_RUNS.c.id, *self._get_run.selected_columns)
+        if workflow is not None:
+            query = query.where(_RUNS.c.workflow == workflow)
+        if wanted is not None:
+            query = query.where(_RUNS.c.status == wanted.value)
+        if before is not None:
+            query = query.where(_RUNS.c.created_at < before)
+        query = query.order_by(_RUNS.c.created_at.desc(), _RUNS.c.id.desc()).limit(limit)
+        with self._connect() as conn:
+            rows = conn.execute(query).all()
+        return [_run_record(row.id, row) for row in rows]
+
+
+def _run_record(run_id: str, row: Row[Unpack[tuple[Any, ...]]]) -> RunRecord:
+    return RunRecord(
+        run_id, row.workflow, row.task, RunStatus(row.status), row.created_at,
+        row.finished_at, row.error,
+    )  # fmt: skip
 
 
 def _step_record(run_id: str, row: Row[Unpack[tuple[Any, ...]]]) -> StepRecord:

@@ -23,6 +23,7 @@ from workflow._errors import (
 from workflow._executor import Executor, LocalExecutor
 from workflow._rules import AllOf, AnyOf, Call, Compare, Not, Rule, Truthy
 from workflow._serialize import load, loads
+from workflow._serve import ServiceConfig, create_app
 from workflow._state import Ref, RunState, failure, state, task
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "RunError",
     "RunResult",
     "RunState",
+    "ServiceConfig",
     "Step",
     "StepFailedError",
     "StepTimeoutError",
@@ -59,6 +61,7 @@ __all__ = [
     "WorkflowCompileError",
     "WorkflowError",
     "WorkflowFileError",
+    "create_app",
     "failure",
     "load",
     "loads",

@@ -9,6 +9,10 @@
                                              migrate the knowledge base, prune checkpoints
     taskloom kb ingest PATH... | search QUERY
                                              add documents to the knowledge base, search them
+    taskloom keys create --name NAME --role ROLE | list | revoke KEY_ID
+                                             manage the HTTP service's API keys
+    taskloom serve --workflow FILE [--db URL] [--host H] [--port P] ...
+                                             run the HTTP service and dashboard
     taskloom finetune train --data FILE --out DIR ... | eval --model DIR --data FILE ...
                                              fine-tune a classifier on labelled files, score it
 
@@ -30,6 +34,8 @@ from knowledge import TaskloomError
 from workflow._cli_db import add_db_commands
 from workflow._cli_demo import add_demo_commands
 from workflow._cli_kb import add_kb_commands
+from workflow._cli_keys import add_keys_commands
+from workflow._cli_serve import add_serve_commands
 from workflow._compiled import CompiledWorkflow
 from workflow._engine import Engine, RunResult
 from workflow._serialize import load
@@ -38,7 +44,13 @@ __all__ = ["COMMAND_GROUPS", "main"]
 
 # Modules adding a group of subcommands (``taskloom db ...``): each is a function taking the
 # subparsers object and registering parsers whose ``handler`` returns an exit status.
-COMMAND_GROUPS: list[Callable[[Any], None]] = [add_db_commands, add_kb_commands, add_demo_commands]
+COMMAND_GROUPS: list[Callable[[Any], None]] = [
+    add_db_commands,
+    add_kb_commands,
+    add_keys_commands,
+    add_serve_commands,
+    add_demo_commands,
+]
 
 
 def _add_finetune_commands(commands: Any) -> None:

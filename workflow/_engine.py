@@ -165,6 +165,25 @@ class Engine:
 
         return list(await asyncio.gather(*(bounded(m) for m in models)))
 
+    async def start(
+        self, workflow: CompiledWorkflow, task: Any
+    ) -> tuple[str, asyncio.Task[RunResult]]:
+        """Record a new run of ``workflow`` on ``task`` and walk it in a background task.
+
+        For callers that must hand out the run id before the run ends (the HTTP service):
+        when this returns, the run is in the store, so its id can be looked up at once.
+
+        Returns:
+            The run's id and the task that completes with its result.
+
+        Raises:
+            TaskValidationError: ``task`` does not match the workflow's task type; nothing
+                was run or recorded.
+        """
+        model = workflow.validate_task(task)
+        run = await self._new_run(workflow, model)
+        return run.id, asyncio.create_task(self._walk_to_end(run))
+
     async def resume(self, workflow: CompiledWorkflow, run_id: str) -> RunResult:
         """Continue a run from its last recorded step; finished steps are not re-run."""
         record = self.store.get_run(run_id)
@@ -214,12 +233,18 @@ class Engine:
         return invokers
 
     async def _start(self, workflow: CompiledWorkflow, task: BaseModel) -> RunResult:
+        return await self._walk_to_end(await self._new_run(workflow, task))
+
+    async def _new_run(self, workflow: CompiledWorkflow, task: BaseModel) -> _Run:
         invokers = await self._invokers(workflow)
         run = _Run(os.urandom(16).hex(), workflow, task, invokers)
         self.store.create_run(
             RunRecord(run.id, workflow.name, task, RunStatus.RUNNING, time.time())
         )
-        await self._walk(run, workflow.entry)
+        return run
+
+    async def _walk_to_end(self, run: _Run) -> RunResult:
+        await self._walk(run, run.workflow.entry)
         return self._finish(run, RunStatus.RUNNING)
 
     async def _walk(self, run: _Run, name: str) -> None:

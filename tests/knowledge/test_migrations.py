@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from knowledge import Database, SchemaError, _migrate
 from knowledge._models import (
+    ApiKey,
     AuditEntry,
     Base,
     Chunk,
@@ -88,6 +89,8 @@ def _populate(session: Session) -> None:
                        created_at=1.0),
         AuditEntry(at=1.0, actor="ann", action="label", entity="prediction",
                    entity_id=str(prediction.id), details={}),
+        ApiKey(id="0123456789ab", name="ann", role="labeler", token_sha256="0" * 64,
+               created_by="admin", created_at=1.0, revoked_at=None),
     ])  # fmt: skip
 
 
@@ -157,9 +160,11 @@ def test_the_full_text_index_follows_the_chunks(database: Database) -> None:
 
 
 def test_unknown_revisions_are_refused_with_the_known_ones(database: Database) -> None:
-    with pytest.raises(SchemaError, match=r"Known revisions: base, 0001, 0002, 0003 \(head\)"):
+    with pytest.raises(
+        SchemaError, match=r"Known revisions: base, 0001, 0002, 0003, 0004 \(head\)"
+    ):
         database.downgrade("0042")
-    assert database.current_revision() == "0003"
+    assert database.current_revision() == "0004"
 
 
 # --------------------------------------------------------------------------- taskloom db

@@ -17,6 +17,7 @@ from knowledge import (
     labelling_budget,
     mark_done,
     record_predictions,
+    review_counts,
     review_queue,
     submit_feedback,
     submit_feedback_many,
@@ -163,6 +164,26 @@ def test_items_labelled_after_queueing_leave_the_queue(database: Database) -> No
     with database.session() as session:
         assert names(ids, review_queue(session, "intent")) == ["B", "C", "D"]
         assert names(ids, review_queue(session, "intent", limit=1)) == ["B"]
+
+
+def test_review_counts_match_the_open_queues(database: Database) -> None:
+    ids = predict(database, **VECTORS)
+    predict(database, agent="entities", E=[0.5, 0.5, 0.0], F=[0.6, 0.4, 0.0])
+    predict(database, agent="unqueued", G=[0.5, 0.5, 0.0])
+    with database.session() as session:
+        assert review_counts(session) == {}
+    with database.transaction() as session:
+        enqueue_uncertain(session, "intent")
+        enqueue_uncertain(session, "entities")
+        submit_feedback(  # labelled after queueing: no longer open, as in review_queue
+            session, FeedbackIn(prediction_id=ids["A"], label="b", source="human", author="ann")
+        )
+        mark_done(session, review_queue(session, "intent")[0].id, status="skipped")
+
+    with database.session() as session:
+        counts = review_counts(session)
+        assert counts == {"entities": 2, "intent": 2}
+        assert counts["intent"] == len(review_queue(session, "intent"))
 
 
 def test_mark_done_closes_an_item(database: Database) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -313,3 +313,88 @@ def test_engine_resumes_from_the_sql_store_without_rerunning_steps(database: Any
     assert [(r.seq, r.step) for r in store.steps(run_id)] == list(enumerate("abcd"))
     assert store.get_run(run_id).status is RunStatus.SUCCEEDED
     assert store.unfinished() == []
+
+
+# --------------------------------------------------------------------------- list_runs, both stores
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[RunStore]:
+    """Each RunStore implementation, empty: the same list_runs tests run on all of them."""
+    if request.param == "memory":
+        yield MemoryRunStore()
+        return
+    if request.param == "sqlite":
+        with Database(f"sqlite:///{tmp_path / 'runs.db'}") as db:
+            yield SqlRunStore(db)
+        return
+    server = request.getfixturevalue("postgres_server")  # tests/knowledge/conftest.py
+    url = server.acquire()
+    try:
+        with Database(url) as db:
+            yield SqlRunStore(db)
+    finally:
+        server.release(url)
+
+
+def fill(store: RunStore) -> None:
+    """Runs a..f created at 1..6 in two workflows, b and e finished."""
+    for i, (run_id, wf) in enumerate(zip("abcdef", ["one", "two"] * 3, strict=True), start=1):
+        store.create_run(run_record(run_id, wf, float(i)))
+    store.finish_run("b", RunStatus.SUCCEEDED)
+    store.finish_run("e", RunStatus.FAILED, "boom")
+
+
+def ids(runs: list[RunRecord]) -> str:
+    return "".join(r.run_id for r in runs)
+
+
+def test_list_runs_is_newest_first_and_filters(any_store: RunStore) -> None:
+    fill(any_store)
+    assert ids(any_store.list_runs()) == "fedcba"
+    assert ids(any_store.list_runs(workflow="two")) == "fdb"
+    assert ids(any_store.list_runs(status=RunStatus.RUNNING)) == "fdca"
+    assert ids(any_store.list_runs(workflow="two", status=RunStatus.RUNNING)) == "fd"
+    assert ids(any_store.list_runs(workflow="none")) == ""
+    failed = any_store.list_runs(status=RunStatus.FAILED)
+    assert [(r.run_id, r.workflow, r.status, r.error) for r in failed] == [
+        ("e", "one", RunStatus.FAILED, "boom")
+    ]
+    assert failed[0].finished_at is not None
+    assert failed[0].created_at == 5.0
+    assert failed[0].task == {"text": "e"}
+
+
+def test_list_runs_pages_with_limit_and_before(any_store: RunStore) -> None:
+    fill(any_store)
+    assert ids(any_store.list_runs(limit=2)) == "fe"
+    assert ids(any_store.list_runs(limit=2, before=5.0)) == "dc"  # strictly older
+    assert ids(any_store.list_runs(before=4.5)) == "dcba"
+    assert ids(any_store.list_runs(workflow="one", before=3.0)) == "a"
+    assert ids(any_store.list_runs(before=1.0)) == ""
+
+    pages, before = [], None
+    while page := any_store.list_runs(limit=4, before=before):
+        pages.append(ids(page))
+        before = page[-1].created_at
+    assert pages == ["fedc", "ba"]
+
+
+def test_list_runs_breaks_created_at_ties_by_id(any_store: RunStore) -> None:
+    for run_id in ("m", "z", "a"):
+        any_store.create_run(run_record(run_id, "wf", 7.0))
+    assert ids(any_store.list_runs()) == "zma"
+    assert ids(any_store.list_runs(limit=1)) == "z"
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001])
+def test_list_runs_refuses_a_limit_out_of_range(any_store: RunStore, limit: int) -> None:
+    with pytest.raises(ValueError, match=f"limit must be 1 to 1000, got {limit}"):
+        any_store.list_runs(limit=limit)
+
+
+def test_list_runs_takes_status_names_and_refuses_unknown_ones(any_store: RunStore) -> None:
+    fill(any_store)
+    assert ids(any_store.list_runs(status="succeeded")) == "b"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"Unknown run status 'done'\. Valid: running, succeeded"):
+        any_store.list_runs(status="done")  # type: ignore[arg-type]

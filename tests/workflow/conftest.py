@@ -1,0 +1,184 @@
+"""Fixtures for the HTTP service's tests: a seeded knowledge base and the app over it.
+
+``seeded`` (``seed_service_kb``) fills a knowledge base with what every service test reads: one key
+per role, predictions of an ``intent`` agent with open review items, and two model versions
+of it with ``serving`` moved once (so a rollback has somewhere to go).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from agents.testing import AsyncFakeAgent, FakeAgent
+from knowledge import (
+    ROLES,
+    Database,
+    ModelVersionIn,
+    PredictionIn,
+    create_api_key,
+    enqueue_uncertain,
+    record_predictions,
+    register_model_version,
+    set_alias,
+)
+from workflow import CompiledWorkflow, ServiceConfig, Workflow, state
+
+LABELS = ["card_lost", "refund", "top_up", "balance"]
+
+
+class Ticket(BaseModel):
+    """The service tests' task."""
+
+    text: str
+
+
+def triage_workflow(*, delay_s: float = 0.0) -> CompiledWorkflow:
+    """Three fake steps; ``classify`` echoes the text, and ``card_lost`` routes to
+    ``escalate`` on a rule, anything else to ``reply``. ``delay_s`` makes ``classify`` wait
+    (an ``asyncio.sleep``, as a well-behaved agent on the server's loop would)."""
+    wf = Workflow("triage", task=Ticket, description="fake triage for the service tests")
+    wf.step("classify", AsyncFakeAgent(echo=True, delay_s=delay_s))
+    wf.step("reply", FakeAgent(label="sent")).step("escalate", FakeAgent(label="queued"))
+    wf.route("classify", "escalate", when=state("classify").label == "card_lost")
+    wf.route("classify", "reply")
+    return wf.compile()
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What ``seed_service_kb`` put in the knowledge base."""
+
+    keys: dict[str, str]  # role -> token
+    prediction_ids: list[int]
+
+    def headers(self, role: str) -> dict[str, str]:
+        """The Authorization header of ``role``'s key."""
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+def seed_service_kb(db: Database, *, predictions: int = 6) -> Seeded:
+    """Keys for every role, ``intent`` predictions in review, two model versions."""
+    with db.transaction() as session:
+        keys = {
+            role: create_api_key(session, f"{role}-key", role, created_by="tests")[1]
+            for role in ROLES
+        }
+        rows = []
+        for i in range(predictions):
+            top = 0.3 + 0.6 * i / max(predictions, 1)
+            rest = (1 - top) / (len(LABELS) - 1)
+            rows.append(
+                PredictionIn(
+                    agent="intent",
+                    model_version="v1",
+                    input={"text": f"ticket {i}: where is my money"},
+                    output={"label": LABELS[i % 4]},
+                    label=LABELS[i % 4],
+                    confidence=top,
+                    probabilities=[top if j == i % 4 else rest for j in range(len(LABELS))],
+                    label_set=LABELS,
+                )
+            )
+        ids = [p.id for p in record_predictions(session, rows)]
+        enqueue_uncertain(session, "intent")
+        for version, accuracy in (("v1", 0.81), ("v2", 0.86)):
+            register_model_version(
+                session,
+                ModelVersionIn(
+                    agent="intent",
+                    version=version,
+                    artifact_path=f"/models/intent/{version}",
+                    sha256="0" * 64,
+                    metrics={"accuracy": accuracy, "macro_f1": accuracy - 0.02},
+                ),
+            )
+            set_alias(session, "intent", "serving", version, "tests", f"seed {version}")
+    return Seeded(keys=keys, prediction_ids=ids)
+
+
+@pytest.fixture
+def service_db(tmp_path: Path) -> Iterator[Database]:
+    """A fresh SQLite knowledge base file."""
+    db = Database(f"sqlite:///{tmp_path / 'kb.db'}")
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def service_config(tmp_path: Path) -> ServiceConfig:
+    """Config whose fine-tuning command records its arguments instead of training."""
+    # Writes its arguments (after the record's path) and the DB URL it got, atomically.
+    script = (
+        "import json, os, sys; path = sys.argv[1]; "
+        "open(path + '.tmp', 'w').write(json.dumps({'argv': sys.argv[2:], "
+        "'db': os.environ.get('TASKLOOM_DATABASE_URL')})); os.replace(path + '.tmp', path)"
+    )
+    return ServiceConfig(
+        jobs_dir=str(tmp_path / "jobs"),
+        finetune_command=(sys.executable, "-c", script, str(tmp_path / "job-args.json")),
+    )
+
+
+@pytest.fixture
+def make_client(
+    service_db: Database, service_config: ServiceConfig
+) -> Iterator[Callable[..., Any]]:
+    """``make_client(workflow=None, config=None)`` -> a started TestClient of a new app."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415 - the service extra
+
+    from workflow import create_app  # noqa: PLC0415
+
+    clients: list[Any] = []
+
+    def make(workflow: CompiledWorkflow | None = None, config: ServiceConfig | None = None) -> Any:
+        app = create_app(
+            [workflow or triage_workflow()],
+            database=service_db,
+            config=config or service_config,
+        )
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def seeded(service_db: Database) -> Seeded:
+    """The seeded knowledge base's keys and predictions."""
+    return seed_service_kb(service_db)
+
+
+@pytest.fixture
+def workflow_factory() -> Callable[..., CompiledWorkflow]:
+    """``triage_workflow(delay_s=0.0)``: the fake workflow the service tests submit to."""
+    return triage_workflow
+
+
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Seeded]]:
+    """One seeded app per test module, for tests that only read or add (fast)."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415 - the service extra
+
+    from workflow import create_app  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("service")
+    db = Database(f"sqlite:///{folder / 'kb.db'}")
+    seeded = seed_service_kb(db, predictions=12)
+    config = ServiceConfig(
+        jobs_dir=str(folder / "jobs"), finetune_command=(sys.executable, "-c", "pass")
+    )
+    app = create_app([triage_workflow()], database=db, config=config)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, seeded
+    db.dispose()

@@ -1,0 +1,134 @@
+"""Model versions: list them with their metrics, promote, roll back, start fine-tuning.
+
+Promotion and rollback move the ``serving`` alias (with the key's name as the actor in the
+alias history and audit log); agents served from the registry pick the new version up on
+their next refresh, as after a promotion by the feedback loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from knowledge import (
+    ApiKey,
+    FinetuneJob,
+    alias_history,
+    list_jobs,
+    model_agents,
+    model_versions,
+    rollback,
+    serving_version,
+    set_alias,
+)
+from workflow._service._auth import require
+from workflow._service._errors import ApiError
+from workflow._service._schemas import (
+    AgentModels,
+    ErrorOut,
+    JobRequest,
+    JobStarted,
+    ModelDetail,
+    MoveOut,
+    PromoteRequest,
+    RollbackRequest,
+    move_out,
+    version_out,
+)
+from workflow._service._state import service_of
+
+__all__ = ["models_router"]
+
+models_router = APIRouter(tags=["models"])
+_SERVING = "serving"  # the alias agents serve from
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "conflicts with the current state"}
+}
+Viewer = Annotated[ApiKey, Depends(require("viewer"))]
+Operator = Annotated[ApiKey, Depends(require("operator"))]
+Admin = Annotated[ApiKey, Depends(require("admin"))]
+
+
+class ModelsOut(BaseModel):
+    """Agents with registered models."""
+
+    agents: list[AgentModels]
+
+
+class JobsOut(BaseModel):
+    """An agent's fine-tuning jobs, newest first."""
+
+    jobs: list[FinetuneJob]
+
+
+@models_router.get("/api/models", response_model=ModelsOut)
+def list_models(request: Request, key: Viewer) -> ModelsOut:
+    """Every agent with registered models, and the version it serves."""
+    with service_of(request).database.session() as session:
+        agents = [
+            AgentModels(agent=agent, serving=_serving(session, agent), versions=count)
+            for agent, count in model_agents(session).items()
+        ]
+    return ModelsOut(agents=agents)
+
+
+@models_router.get("/api/models/{agent}", response_model=ModelDetail)
+def model_detail(agent: str, request: Request, key: Viewer) -> ModelDetail:
+    """The agent's versions with their metrics, and the serving alias's history."""
+    with service_of(request).database.session() as session:
+        versions = model_versions(session, agent)
+        if not versions:
+            raise ApiError(404, f"Agent '{agent}' has no registered model versions.")
+        return ModelDetail(
+            agent=agent,
+            serving=_serving(session, agent),
+            versions=[version_out(v) for v in versions],
+            history=[move_out(m) for m in alias_history(session, agent, _SERVING)],
+        )
+
+
+@models_router.post("/api/models/{agent}/promote", response_model=MoveOut)
+def promote(agent: str, body: PromoteRequest, request: Request, key: Admin) -> MoveOut:
+    """Serve ``version`` (any registered version: this is the operator's override)."""
+    with service_of(request).database.transaction() as session:
+        move = set_alias(session, agent, _SERVING, body.version, key.name, body.reason)
+    return move_out(move)
+
+
+@models_router.post("/api/models/{agent}/rollback", response_model=MoveOut, responses=_CONFLICT)
+def roll_back(agent: str, body: RollbackRequest, request: Request, key: Admin) -> MoveOut:
+    """Serve the version served before the last move again."""
+    with service_of(request).database.transaction() as session:
+        move = rollback(session, agent, _SERVING, key.name, body.reason)
+    return move_out(move)
+
+
+@models_router.get("/api/models/{agent}/jobs", response_model=JobsOut)
+def jobs(agent: str, request: Request, key: Viewer) -> JobsOut:
+    """The agent's fine-tuning jobs, newest first."""
+    with service_of(request).database.session() as session:
+        return JobsOut(jobs=list_jobs(session, agent))
+
+
+@models_router.post(
+    "/api/models/{agent}/jobs", response_model=JobStarted, status_code=202, responses=_CONFLICT
+)
+def start_job(agent: str, body: JobRequest, request: Request, key: Operator) -> JobStarted:
+    """Start a fine-tuning round in its own process; it records itself as a job."""
+    service = service_of(request)
+    with service.database.session() as session:
+        if agent not in model_agents(session) and not list_jobs(session, agent, limit=1):
+            known = ", ".join(model_agents(session)) or "(none yet)"
+            raise ApiError(
+                404, f"Unknown agent '{agent}': no model versions or jobs. Agents: {known}."
+            )
+    pid, log = service.jobs.start(agent, epochs=body.epochs, tier=body.tier)
+    return JobStarted(agent=agent, pid=pid, log=log)
+
+
+def _serving(session: Session, agent: str) -> str | None:
+    version = serving_version(session, agent)
+    return None if version is None else version.version
