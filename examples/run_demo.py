@@ -2,7 +2,7 @@
 
     python examples/run_demo.py [--quick] [--out DIR] [--db URL] [--tickets N] [--rounds N]
                                 [--budget N] [--seed N] [--threads N] [--base-model DIR]
-                                [--data CSV --articles JSON]
+                                [--data CSV --articles JSON] [--serve PORT]
 
 1. Creates a knowledge base (SQLite in ``--out``, or ``--db`` PostgreSQL) and ingests one
    help article per intent.
@@ -14,6 +14,8 @@
    budget), a fine-tuning round trains a candidate, and the promotion gate decides whether
    it replaces the serving model, which the workflow then picks up without stopping.
 4. Prints a table per round and writes ``report.md`` and ``rounds.png`` into ``--out``.
+5. With ``--serve PORT`` (the ``service`` extra), serves the workflow and the dashboard over
+   the demo's knowledge base until interrupted.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from support_triage import data, flow, training
 from support_triage.actions import count_rows, create_tables
 from support_triage.report import RoundRow, plot_rounds, table, write_report
 from support_triage.review import batch_stats, review
+from support_triage.serve import serve
 
 from agents import EntityExtractor, Retriever, TextClassifier
 from finetune import TrainConfig
 from knowledge import Database, SqlRunStore, add_document, model_versions, serving_version
-from workflow import Engine, RunResult
+from workflow import CompiledWorkflow, Engine, RunResult
 
 # --quick: 20 intents that are easy to confuse (card delivery, card trouble, payments,
 # top-ups, transfers), the two card-at-risk ones included, so there is something to learn.
@@ -105,6 +108,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--articles", type=Path, help="your own articles: JSON intent -> text")
     parser.add_argument(
         "--base-model", default="", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)"
+    )
+    parser.add_argument(
+        "--serve",
+        type=int,
+        metavar="PORT",
+        help="then serve the workflow and dashboard on this port (the service extra)",
     )
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (1 is faster when other jobs share the CPU)"
@@ -268,9 +277,10 @@ async def run_batch(
     return await engine.run_many(compiled, tasks, concurrency=64)
 
 
-async def run_rounds(demo: Demo, agents: flow.TriageAgents) -> list[RoundRow]:
+async def run_rounds(
+    demo: Demo, agents: flow.TriageAgents, compiled: CompiledWorkflow
+) -> list[RoundRow]:
     """Stream the batches; review, fine-tune and refresh between them."""
-    compiled = flow.build_workflow(agents)
     rounds = demo.preset.rounds
     size = max(1, len(demo.splits.stream) // (rounds + 1))
     batches = [demo.splits.stream[i * size : (i + 1) * size] for i in range(rounds + 1)]
@@ -414,10 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "intent and fixed by seed"
     )
     agents = build_agents(demo)
-    rows = asyncio.run(run_rounds(demo, agents))
+    compiled = flow.build_workflow(agents)
+    rows = asyncio.run(run_rounds(demo, agents, compiled))
     finish(demo, rows, time.perf_counter() - started)
+    status = serve(database, compiled, args.serve) if args.serve else 0
     database.dispose()
-    return 0
+    return status
 
 
 if __name__ == "__main__":
