@@ -6,7 +6,8 @@ how one call reaches an agent. The local executor picks, once per step:
 - ``async def run``: awaited on the event loop;
 - sync agent with ``blocking = True``, or a step with a timeout: a worker thread, so a slow
   call cannot stall other runs and a timeout can fire;
-- other sync agents: called inline (a thread hop would cost more than they do);
+- other sync agents: called inline (a thread hop would cost more than they do), unless
+  ``offload_sync`` (the HTTP service) sends them to a thread too;
 - steps with ``batch=``: through a ``MicroBatcher`` into ``run_batch``.
 """
 
@@ -43,10 +44,17 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs agents in this process, on the event loop or in a bounded thread pool."""
+    """Runs agents in this process, on the event loop or in a bounded thread pool.
 
-    def __init__(self, *, max_threads: int = 32) -> None:
+    Args:
+        max_threads: The pool's size.
+        offload_sync: Run every sync agent in the pool, not only blocking ones: for a
+            server, where one slow sync agent inline would stall every other request.
+    """
+
+    def __init__(self, *, max_threads: int = 32, offload_sync: bool = False) -> None:
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="taskloom-agent")
+        self._offload_sync = offload_sync
         self._prepared: dict[int, tuple[CompiledWorkflow, asyncio.Future[dict[str, Invoker]]]] = {}
         self.batchers: dict[str, MicroBatcher] = {}
 
@@ -96,7 +104,7 @@ class LocalExecutor:
 
     def _invoker(self, step: CompiledStep) -> Invoker:
         agent = step.agent
-        offload = agent.blocking or step.spec.timeout_s is not None
+        offload = self._offload_sync or agent.blocking or step.spec.timeout_s is not None
         if step.spec.batch is not None:
             batch_call = self._call(agent.run_batch, offload, awaits=True)
             batcher = MicroBatcher(

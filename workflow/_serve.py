@@ -62,7 +62,8 @@ def create_app(
             ``Database()``, the ``TASKLOOM_DATABASE_URL`` or the local SQLite file).
         config: Limits and behaviour (default ``ServiceConfig()``: 1 MiB bodies, no CORS,
             unfinished runs resumed at start).
-        executor: How agents are invoked (default: ``LocalExecutor``).
+        executor: How agents are invoked (default: ``LocalExecutor(offload_sync=True)``,
+            so a slow sync agent never stalls other requests).
 
     Returns:
         A FastAPI application.

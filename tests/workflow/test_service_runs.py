@@ -203,3 +203,20 @@ def test_a_run_cut_off_by_shutdown_is_finished_by_the_next_start(
     assert events[-1][1]["status"] == "succeeded"
     steps = client.get(f"/api/runs/{run_id}", headers=headers).json()["steps"]
     assert [s["step"] for s in steps] == ["classify", "reply"]
+
+
+def test_a_slow_sync_agent_does_not_stall_other_requests(make_client: Any, seeded: Any) -> None:
+    class Task(BaseModel):
+        text: str
+
+    wf = Workflow("slow", task=Task)
+    wf.step("only", FakeAgent(delay_s=1.0))  # sync, not declared blocking
+    client = make_client(wf.compile())
+    headers = seeded.headers("operator")
+    run_id = client.post(
+        "/api/workflows/slow/runs?wait=false", json={"text": "x"}, headers=headers
+    ).json()["run_id"]
+    assert client.get("/health").json()["status"] == "ok"
+    # Answered while the agent still sleeps: it runs in a worker thread, not on the loop.
+    assert client.get(f"/api/runs/{run_id}", headers=headers).json()["status"] == "running"
+    assert _events(client, run_id, headers)[-1][1]["status"] == "succeeded"

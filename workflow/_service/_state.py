@@ -18,7 +18,7 @@ from fastapi import Request
 from knowledge import Database, RunStatus, SqlRunStore
 from workflow._compiled import CompiledWorkflow
 from workflow._engine import Engine, RunResult
-from workflow._executor import Executor
+from workflow._executor import Executor, LocalExecutor
 from workflow._serve import ServiceConfig
 from workflow._service._errors import ApiError
 from workflow._service._events import ObservedStore, RunEvents
@@ -51,6 +51,8 @@ class Service:
             on_step=self.metrics.step,
             on_finish=self._finished,
         )
+        # Every sync agent off the event loop: one slow agent must not stall other requests.
+        executor = executor if executor is not None else LocalExecutor(offload_sync=True)
         self.engine = Engine(self.store, executor=executor, knowledge=database)
         self.jobs = JobLauncher(database.url, config.jobs_dir, config.finetune_command)
         self._active: dict[str, str] = {}
