@@ -8,7 +8,7 @@ of it with ``serving`` moved once (so a rollback has somewhere to go).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from knowledge import (
     Database,
     ModelVersionIn,
     PredictionIn,
+    Role,
     create_api_key,
     enqueue_uncertain,
     record_predictions,
@@ -63,44 +64,93 @@ class Seeded:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
 
+class KbSeed:
+    """Building blocks that fill a service test's knowledge base (the ``kb_seed`` fixture)."""
+
+    @staticmethod
+    def predictions(
+        db: Database,
+        rows: Sequence[tuple[str, Sequence[float]]],
+        *,
+        labels: Sequence[str] = LABELS,
+        run_id: str | None = None,
+    ) -> list[int]:
+        """Record ``intent`` predictions of (text, probabilities) and queue them for review."""
+        with db.transaction() as session:
+            records = record_predictions(
+                session,
+                [
+                    PredictionIn(
+                        agent="intent",
+                        model_version="v1",
+                        input={"text": text},
+                        output={"label": labels[max(range(len(p)), key=p.__getitem__)]},
+                        label=labels[max(range(len(p)), key=p.__getitem__)],
+                        confidence=max(p),
+                        probabilities=list(p),
+                        label_set=list(labels),
+                        run_id=run_id,
+                        step=None if run_id is None else "classify",
+                    )
+                    for text, p in rows
+                ],
+            )
+            queued = enqueue_uncertain(session, "intent")
+        assert queued == len(rows)
+        return [r.id for r in records]
+
+    @staticmethod
+    def model_versions(db: Database, metrics: Sequence[tuple[str, dict[str, float]]]) -> None:
+        """Register ``intent`` versions in order, moving ``serving`` to each in turn."""
+        with db.transaction() as session:
+            for version, scores in metrics:
+                register_model_version(
+                    session,
+                    ModelVersionIn(
+                        agent="intent",
+                        version=version,
+                        artifact_path=f"/models/intent/{version}",
+                        sha256="0" * 64,
+                        metrics=dict(scores),
+                    ),
+                )
+                set_alias(session, "intent", "serving", version, "seed", f"{version} is better")
+
+    @staticmethod
+    def keys(db: Database, names: Mapping[Role, str]) -> dict[Role, str]:
+        """One key per role, named as given; returns role -> token."""
+        with db.transaction() as session:
+            return {
+                role: create_api_key(session, name, role, created_by="seed")[1]
+                for role, name in names.items()
+            }
+
+
 def seed_service_kb(db: Database, *, predictions: int = 6) -> Seeded:
     """Keys for every role, ``intent`` predictions in review, two model versions."""
-    with db.transaction() as session:
-        keys = {
-            role: create_api_key(session, f"{role}-key", role, created_by="tests")[1]
-            for role in ROLES
-        }
-        rows = []
-        for i in range(predictions):
-            top = 0.3 + 0.6 * i / max(predictions, 1)
-            rest = (1 - top) / (len(LABELS) - 1)
-            rows.append(
-                PredictionIn(
-                    agent="intent",
-                    model_version="v1",
-                    input={"text": f"ticket {i}: where is my money"},
-                    output={"label": LABELS[i % 4]},
-                    label=LABELS[i % 4],
-                    confidence=top,
-                    probabilities=[top if j == i % 4 else rest for j in range(len(LABELS))],
-                    label_set=LABELS,
-                )
-            )
-        ids = [p.id for p in record_predictions(session, rows)]
-        enqueue_uncertain(session, "intent")
-        for version, accuracy in (("v1", 0.81), ("v2", 0.86)):
-            register_model_version(
-                session,
-                ModelVersionIn(
-                    agent="intent",
-                    version=version,
-                    artifact_path=f"/models/intent/{version}",
-                    sha256="0" * 64,
-                    metrics={"accuracy": accuracy, "macro_f1": accuracy - 0.02},
-                ),
-            )
-            set_alias(session, "intent", "serving", version, "tests", f"seed {version}")
-    return Seeded(keys=keys, prediction_ids=ids)
+    keys = KbSeed.keys(db, {role: f"{role}-key" for role in ROLES})
+    rows = []
+    for i in range(predictions):
+        top = 0.3 + 0.6 * i / max(predictions, 1)
+        rest = (1 - top) / (len(LABELS) - 1)
+        rows.append(
+            (f"ticket {i}: where is my money", [top if j == i % 4 else rest for j in range(4)])
+        )
+    ids = KbSeed.predictions(db, rows)
+    KbSeed.model_versions(
+        db,
+        [
+            ("v1", {"accuracy": 0.81, "macro_f1": 0.79}),
+            ("v2", {"accuracy": 0.86, "macro_f1": 0.84}),
+        ],
+    )
+    return Seeded(keys=dict(keys), prediction_ids=ids)
+
+
+@pytest.fixture(scope="session")
+def kb_seed() -> type[KbSeed]:
+    """``KbSeed``: predictions in review, model versions and keys for a service test."""
+    return KbSeed
 
 
 @pytest.fixture
@@ -182,3 +232,25 @@ def shared_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, seeded
     db.dispose()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One local Ray instance (2 CPUs) for the whole session, shut down at its end.
+
+    Skips when Ray is not installed, except under ``CI=true`` (set by ``.ci/run``), where it
+    fails: CI must not pass without testing the Ray executor.
+    """
+    import os  # noqa: PLC0415 - only the Ray tests need these
+
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError:
+        reason = "Ray is not installed; pip install -e '.[ray]' to run the Ray executor tests"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Ray tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # replicas inherit it: 2 shared cores
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -29,16 +29,9 @@ from pydantic import BaseModel
 from agents.testing import AsyncFakeAgent, FakeAgent
 from knowledge import (
     Database,
-    ModelVersionIn,
-    PredictionIn,
     SqlRunStore,
-    create_api_key,
-    enqueue_uncertain,
     feedback_for,
-    record_predictions,
-    register_model_version,
     serving_version,
-    set_alias,
 )
 from workflow import CompiledWorkflow, Engine, Workflow, create_app, state
 
@@ -124,52 +117,24 @@ def triage_workflow() -> CompiledWorkflow:
     return wf.compile()
 
 
-def seed(database: Database, workflow: CompiledWorkflow) -> Dashboard:
+def seed(database: Database, workflow: CompiledWorkflow, kb_seed: Any) -> Dashboard:
     engine = Engine(SqlRunStore(database))
     refund = engine.run_sync(workflow, {"text": "refund"})
     engine.run_sync(workflow, {"text": "where is my parcel"})
-    with database.transaction() as session:
-        predictions = record_predictions(
-            session,
-            [
-                PredictionIn(
-                    agent="intent",
-                    model_version="v2",
-                    input={"text": text},
-                    output={"label": LABELS[vector.index(max(vector))]},
-                    label=LABELS[vector.index(max(vector))],
-                    confidence=max(vector),
-                    probabilities=vector,
-                    label_set=LABELS,
-                    run_id=refund.run_id,
-                    step="classify",
-                )
-                for text, vector in PREDICTIONS
-            ],
-        )
-        assert enqueue_uncertain(session, "intent") == len(PREDICTIONS)
-        for version, accuracy, macro_f1 in (("v1", 0.71, 0.64), ("v2", 0.83, 0.79)):
-            register_model_version(
-                session,
-                ModelVersionIn(
-                    agent="intent",
-                    version=version,
-                    artifact_path=f"/models/intent/{version}",
-                    sha256="0" * 64,
-                    metrics={"accuracy": accuracy, "macro_f1": macro_f1, "loss": 0.5},
-                ),
-            )
-            set_alias(session, "intent", "serving", version, "seed", f"{version} is better")
-        keys = {
-            role: create_api_key(session, name, role, created_by="seed")[1]  # type: ignore[arg-type]
-            for role, name in NAMES.items()
-        }
-    ids = [p.id for p in predictions]
+    ids = kb_seed.predictions(database, PREDICTIONS, labels=LABELS, run_id=refund.run_id)
+    kb_seed.model_versions(
+        database,
+        [
+            ("v1", {"accuracy": 0.71, "macro_f1": 0.64, "loss": 0.5}),
+            ("v2", {"accuracy": 0.83, "macro_f1": 0.79, "loss": 0.5}),
+        ],
+    )
+    keys = kb_seed.keys(database, NAMES)
     return Dashboard(database, workflow, keys, dict(NAMES), refund.run_id, ids)
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+def dashboard(tmp_path_factory: pytest.TempPathFactory, kb_seed: Any) -> Iterator[Dashboard]:
     """A live server (uvicorn in a thread, a free loopback port) over a seeded SQLite file."""
     import uvicorn  # noqa: PLC0415 - only the browser tests need the server
 
@@ -177,7 +142,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     # Playwright's sync API keeps an event loop running in this thread once it has started;
     # the engine's asyncio.run needs a thread without one.
     with ThreadPoolExecutor(1) as pool:
-        data = pool.submit(seed, database, triage_workflow()).result()
+        data = pool.submit(seed, database, triage_workflow(), kb_seed).result()
     app = create_app([data.workflow], database=database)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,7 +33,7 @@ from workflow._service._routes_keys import keys_router
 from workflow._service._routes_models import models_router
 from workflow._service._routes_review import review_router
 from workflow._service._routes_runs import runs_router, submit_router
-from workflow._service._schemas import ErrorOut
+from workflow._service._schemas import PROTECTED, ErrorOut, error_responses
 from workflow._service._state import Service, service_of
 
 __all__ = ["STATIC_DIR", "build_app"]
@@ -44,16 +44,6 @@ _UI_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_ERRORS = {
-    status: {"model": ErrorOut, "description": text}
-    for status, text in (
-        (401, "no key, or an unknown or revoked one"),
-        (403, "the key's role is too low"),
-        (404, "no such route, workflow, run, prediction, agent, version or key"),
-        (413, "the body is over the size limit"),
-        (422, "invalid request"),
-    )
-}
 
 
 class Health(BaseModel):
@@ -87,7 +77,6 @@ def build_app(
         description="Submit tasks to workflows, watch runs, label, manage models.",
         lifespan=lifespan,
         redoc_url=None,
-        responses=_ERRORS,  # type: ignore[arg-type]
     )
     app.state.taskloom = service
     install_error_handlers(app)
@@ -95,6 +84,7 @@ def build_app(
     for router in (runs_router, review_router, models_router, keys_router):
         app.include_router(router)
     _add_operations_routes(app)
+    _document_errors(app)
     if config.dashboard:
         app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
@@ -124,7 +114,12 @@ def _add_operations_routes(app: FastAPI) -> None:
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", database="ok", workflows=names)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses=error_responses(*PROTECTED),
+    )
     def metrics(request: Request, key: Annotated[ApiKey, Depends(require("viewer"))]) -> Response:
         """Prometheus metrics (scrape with a viewer key as a bearer token)."""
         return Response(service_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -132,6 +127,19 @@ def _add_operations_routes(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Put ``ErrorOut`` in the spec's schemas: every error response refers to it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build().setdefault("components", {}).setdefault("schemas", {})
+            schemas["ErrorOut"] = ErrorOut.model_json_schema()
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class SecurityHeadersMiddleware:

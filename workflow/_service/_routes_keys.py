@@ -9,12 +9,12 @@ from pydantic import BaseModel
 
 from knowledge import ApiKey, create_api_key, list_api_keys, revoke_api_key
 from workflow._service._auth import require
-from workflow._service._schemas import KeyCreated, KeyRequest
+from workflow._service._schemas import PROTECTED, KeyCreated, KeyRequest, error_responses
 from workflow._service._state import service_of
 
 __all__ = ["keys_router"]
 
-keys_router = APIRouter(tags=["keys"])
+keys_router = APIRouter(tags=["keys"], responses=error_responses(*PROTECTED))
 Viewer = Annotated[ApiKey, Depends(require("viewer"))]
 Admin = Annotated[ApiKey, Depends(require("admin"))]
 

@@ -7,7 +7,7 @@ their next refresh, as after a promotion by the feedback loop.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from knowledge import (
     ApiKey,
     FinetuneJob,
+    ModelVersion,
     alias_history,
     list_jobs,
     model_agents,
@@ -27,26 +28,23 @@ from knowledge import (
 from workflow._service._auth import require
 from workflow._service._errors import ApiError
 from workflow._service._schemas import (
+    PROTECTED,
     AgentModels,
-    ErrorOut,
     JobRequest,
     JobStarted,
     ModelDetail,
+    ModelVersionOut,
     MoveOut,
     PromoteRequest,
     RollbackRequest,
-    move_out,
-    version_out,
+    error_responses,
 )
 from workflow._service._state import service_of
 
 __all__ = ["models_router"]
 
-models_router = APIRouter(tags=["models"])
+models_router = APIRouter(tags=["models"], responses=error_responses(*PROTECTED))
 _SERVING = "serving"  # the alias agents serve from
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorOut, "description": "conflicts with the current state"}
-}
 Viewer = Annotated[ApiKey, Depends(require("viewer"))]
 Operator = Annotated[ApiKey, Depends(require("operator"))]
 Admin = Annotated[ApiKey, Depends(require("admin"))]
@@ -79,14 +77,15 @@ def list_models(request: Request, key: Viewer) -> ModelsOut:
 def model_detail(agent: str, request: Request, key: Viewer) -> ModelDetail:
     """The agent's versions with their metrics, and the serving alias's history."""
     with service_of(request).database.session() as session:
-        versions = model_versions(session, agent)
-        if not versions:
-            raise ApiError(404, f"Agent '{agent}' has no registered model versions.")
+        versions = _known_agent(session, agent)
         return ModelDetail(
             agent=agent,
             serving=_serving(session, agent),
-            versions=[version_out(v) for v in versions],
-            history=[move_out(m) for m in alias_history(session, agent, _SERVING)],
+            versions=[ModelVersionOut.model_validate(v, from_attributes=True) for v in versions],
+            history=[
+                MoveOut.model_validate(m, from_attributes=True)
+                for m in alias_history(session, agent, _SERVING)
+            ],
         )
 
 
@@ -95,15 +94,18 @@ def promote(agent: str, body: PromoteRequest, request: Request, key: Admin) -> M
     """Serve ``version`` (any registered version: this is the operator's override)."""
     with service_of(request).database.transaction() as session:
         move = set_alias(session, agent, _SERVING, body.version, key.name, body.reason)
-    return move_out(move)
+    return MoveOut.model_validate(move, from_attributes=True)
 
 
-@models_router.post("/api/models/{agent}/rollback", response_model=MoveOut, responses=_CONFLICT)
+@models_router.post(
+    "/api/models/{agent}/rollback", response_model=MoveOut, responses=error_responses(409)
+)
 def roll_back(agent: str, body: RollbackRequest, request: Request, key: Admin) -> MoveOut:
     """Serve the version served before the last move again."""
     with service_of(request).database.transaction() as session:
+        _known_agent(session, agent)
         move = rollback(session, agent, _SERVING, key.name, body.reason)
-    return move_out(move)
+    return MoveOut.model_validate(move, from_attributes=True)
 
 
 @models_router.get("/api/models/{agent}/jobs", response_model=JobsOut)
@@ -114,7 +116,10 @@ def jobs(agent: str, request: Request, key: Viewer) -> JobsOut:
 
 
 @models_router.post(
-    "/api/models/{agent}/jobs", response_model=JobStarted, status_code=202, responses=_CONFLICT
+    "/api/models/{agent}/jobs",
+    response_model=JobStarted,
+    status_code=202,
+    responses=error_responses(409),
 )
 def start_job(agent: str, body: JobRequest, request: Request, key: Operator) -> JobStarted:
     """Start a fine-tuning round in its own process; it records itself as a job."""
@@ -127,6 +132,15 @@ def start_job(agent: str, body: JobRequest, request: Request, key: Operator) -> 
             )
     pid, log = service.jobs.start(agent, epochs=body.epochs, tier=body.tier)
     return JobStarted(agent=agent, pid=pid, log=log)
+
+
+def _known_agent(session: Session, agent: str) -> list[ModelVersion]:
+    """The agent's versions; 404 naming the agents that have some when it has none."""
+    versions = model_versions(session, agent)
+    if not versions:
+        known = ", ".join(model_agents(session)) or "(none yet)"
+        raise ApiError(404, f"Agent '{agent}' has no registered model versions. Agents: {known}.")
+    return versions
 
 
 def _serving(session: Session, agent: str) -> str | None:

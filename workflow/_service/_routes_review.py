@@ -23,12 +23,19 @@ from knowledge import (
     submit_feedback,
 )
 from workflow._service._auth import require
-from workflow._service._schemas import MAX_ID, ErrorOut, FeedbackRequest, ReviewOut, review_out
+from workflow._service._schemas import (
+    MAX_ID,
+    PROTECTED,
+    FeedbackRequest,
+    ReviewOut,
+    error_responses,
+    review_out,
+)
 from workflow._service._state import service_of
 
 __all__ = ["review_router"]
 
-review_router = APIRouter(tags=["review"])
+review_router = APIRouter(tags=["review"], responses=error_responses(*PROTECTED))
 Viewer = Annotated[ApiKey, Depends(require("viewer"))]
 Labeler = Annotated[ApiKey, Depends(require("labeler"))]
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -97,7 +104,7 @@ def skip(item_id: Id, request: Request, key: Labeler) -> Skipped:
     "/api/feedback",
     response_model=Feedback,
     status_code=201,
-    responses={409: {"model": ErrorOut, "description": "this key already labelled it"}},
+    responses=error_responses(409),
 )
 def give_feedback(body: FeedbackRequest, request: Request, key: Labeler) -> Feedback:
     """Label a prediction (or correct its output); it leaves the review queue."""

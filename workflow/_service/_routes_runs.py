@@ -21,9 +21,11 @@ from knowledge import ApiKey, RunStatus
 from workflow._compiled import CompiledWorkflow
 from workflow._service._auth import require
 from workflow._service._schemas import (
+    PROTECTED,
     RunAccepted,
     RunDetail,
     RunSummary,
+    error_responses,
     run_detail,
     run_summary,
     step_out,
@@ -32,7 +34,7 @@ from workflow._service._state import service_of
 
 __all__ = ["runs_router", "submit_router"]
 
-runs_router = APIRouter(tags=["runs"])
+runs_router = APIRouter(tags=["runs"], responses=error_responses(*PROTECTED))
 Viewer = Annotated[ApiKey, Depends(require("viewer"))]
 Operator = Annotated[ApiKey, Depends(require("operator"))]
 

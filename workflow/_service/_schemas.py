@@ -10,11 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, JsonValue, model_validator
 
 from knowledge import (
-    AliasMove,
     ApiKey,
-    Feedback,
-    FinetuneJob,
-    ModelVersion,
     ReviewItem,
     RunRecord,
     StepRecord,
@@ -22,10 +18,10 @@ from knowledge import (
 
 __all__ = [
     "MAX_ID",
+    "PROTECTED",
     "AgentModels",
     "DecisionOut",
     "ErrorOut",
-    "FeedbackOut",
     "FeedbackRequest",
     "Guess",
     "JobRequest",
@@ -42,7 +38,9 @@ __all__ = [
     "RunDetail",
     "RunSummary",
     "StepOut",
+    "error_responses",
     "guesses",
+    "review_out",
     "run_detail",
     "run_summary",
     "step_out",
@@ -59,6 +57,33 @@ class ErrorOut(BaseModel):
     error: str = Field(description="A stable code: unauthorized, forbidden, not_found, ...")
     message: str = Field(description="What failed and how to fix it.")
     problems: list[str] | None = Field(default=None, description="Each invalid field (422).")
+
+
+_ERROR_TEXT = {
+    400: "the body could not be parsed",
+    401: "no key, or an unknown or revoked one",
+    403: "the key's role is too low",
+    404: "no such route, workflow, run, prediction, agent, version or key",
+    409: "conflicts with the current state",
+    413: "the body is over the size limit",
+    422: "invalid request",
+}
+PROTECTED = (400, 401, 403, 404, 413, 422)  # what any key-protected route may answer
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses: ``ErrorOut`` as JSON.
+
+    The media type is spelled out because FastAPI files extra responses under the route's
+    own one, which for the event stream would be ``text/event-stream``.
+    """
+    return {
+        status: {
+            "description": _ERROR_TEXT[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        }
+        for status in statuses
+    }
 
 
 class RunSummary(BaseModel):
@@ -150,9 +175,6 @@ class FeedbackRequest(BaseModel):
         return self
 
 
-FeedbackOut = Feedback
-
-
 class ModelVersionOut(BaseModel):
     """A registered model version with its metrics."""
 
@@ -233,9 +255,6 @@ class KeyCreated(BaseModel):
     secret: str
 
 
-JobsOut = list[FinetuneJob]
-
-
 def run_summary(record: RunRecord) -> RunSummary:
     """The list view of a run record."""
     finished = record.finished_at
@@ -314,27 +333,4 @@ def review_out(item: ReviewItem) -> ReviewOut:
         label_set=prediction.label_set,
         run_id=prediction.run_id,
         step=prediction.step,
-    )
-
-
-def version_out(version: ModelVersion) -> ModelVersionOut:
-    """A model version without its artifact path (a server detail)."""
-    return ModelVersionOut(
-        version=version.version,
-        status=version.status,
-        metrics=version.metrics,
-        created_at=version.created_at,
-        dataset_id=version.dataset_id,
-    )
-
-
-def move_out(move: AliasMove) -> MoveOut:
-    """An alias move."""
-    return MoveOut(
-        alias=move.alias,
-        version=move.version,
-        previous_version=move.previous_version,
-        actor=move.actor,
-        reason=move.reason,
-        at=move.at,
     )

@@ -51,9 +51,9 @@ class Service:
             on_step=self.metrics.step,
             on_finish=self._finished,
         )
-        # Every sync agent off the event loop: one slow agent must not stall other requests.
-        executor = executor if executor is not None else LocalExecutor(offload_sync=True)
-        self.engine = Engine(self.store, executor=executor, knowledge=database)
+        self._executor = executor
+        self.engine = self._new_engine()
+        self._closed = False
         self.jobs = JobLauncher(database.url, config.jobs_dir, config.finetune_command)
         self._active: dict[str, str] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -72,8 +72,15 @@ class Service:
         self._track(run_id, workflow.name, walk)
         return run_id, walk
 
+    def _new_engine(self) -> Engine:
+        # Every sync agent off the event loop: one slow agent must not stall other requests.
+        executor = self._executor or LocalExecutor(offload_sync=True)
+        return Engine(self.store, executor=executor, knowledge=self.database)
+
     async def startup(self) -> None:
         """Bind run events to the running loop and resume unfinished runs."""
+        if self._closed:  # started again after a shutdown: the old executor is closed
+            self.engine, self._closed = self._new_engine(), False
         self.events.bind(asyncio.get_running_loop())
         if not self.config.resume_on_start:
             return
@@ -84,7 +91,10 @@ class Service:
                 self._track(run_id, workflow.name, walk)
 
     async def shutdown(self) -> None:
-        """Give background runs the grace period, then release the engine."""
+        """Give background runs the grace period, then release the engine.
+
+        An executor passed in by the caller is the caller's to close.
+        """
         pending = set(self._background)
         if pending:
             _, late = await asyncio.wait(pending, timeout=self.config.shutdown_grace_s)
@@ -93,7 +103,9 @@ class Service:
             if late:
                 await asyncio.wait(late)
                 _log.warning("left %d runs to resume at the next start", len(late))
-        await self.engine.aclose()
+        if self._executor is None:
+            await self.engine.aclose()
+        self._closed = True
 
     def _track(self, run_id: str, workflow: str, walk: asyncio.Task[RunResult]) -> None:
         self._active[run_id] = workflow
