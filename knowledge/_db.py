@@ -39,11 +39,13 @@ from knowledge import _migrate
 from knowledge._errors import DatabaseOpenError, SchemaError
 from knowledge._redact import DEFAULT_REDACTOR, Redactor
 
-__all__ = ["BUSY_TIMEOUT_MS", "DEFAULT_URL", "URL_ENV", "Database"]
+__all__ = ["BUSY_TIMEOUT_MS", "DEFAULT_URL", "READ_ONLY", "URL_ENV", "Database"]
 
 URL_ENV = "TASKLOOM_DATABASE_URL"
 DEFAULT_URL = "sqlite:///taskloom.db"
 BUSY_TIMEOUT_MS = 30_000
+# The execution option marking a connection's work as reads only (see Database.session).
+READ_ONLY = "taskloom_read_only"
 # Any fixed 64-bit number: the advisory lock that serialises schema changes on PostgreSQL.
 _PG_SCHEMA_LOCK = 0x7A5C_100D_5C4E_3A01
 _SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
@@ -112,8 +114,14 @@ class Database:
 
     # ------------------------------------------------------------------ sessions
 
-    def session(self) -> Session:
+    def session(self, *, read_only: bool = False) -> Session:
         """Return a new session; the caller commits (or use ``transaction()``).
+
+        Args:
+            read_only: The session only reads. On SQLite its transactions then start deferred
+                instead of taking the write lock, so it neither waits for writers nor makes
+                them wait (WAL readers see the last commit). A write in such a session fails
+                with "database is locked" when another connection writes: never write in one.
 
         Raises:
             SchemaError: The schema is not at head and ``auto_upgrade`` is off, or it is
@@ -121,7 +129,8 @@ class Database:
             DatabaseOpenError: The database cannot be opened.
         """
         self._ensure_ready()
-        return Session(self.engine, info={"redactor": self.redactor})
+        bind = self.engine.execution_options(**{READ_ONLY: True}) if read_only else self.engine
+        return Session(bind, info={"redactor": self.redactor})
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -325,8 +334,10 @@ def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 def _on_sqlite_begin(connection: Connection) -> None:
     # Take the write lock up front: a deferred transaction that reads and then writes cannot
-    # wait for the lock (SQLite fails it at once to avoid a deadlock).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # wait for the lock (SQLite fails it at once to avoid a deadlock). Read-only work needs
+    # no lock, and taking it would queue every reader behind every writer.
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _pg_engine(url: URL) -> Engine:

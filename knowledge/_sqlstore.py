@@ -38,6 +38,7 @@ from sqlalchemy import Connection, Engine, Row, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import UpdateBase
 
+from knowledge._db import READ_ONLY
 from knowledge._errors import RunConflictError, RunNotFoundError
 from knowledge._models import Run, Step
 from knowledge._records import (
@@ -233,8 +234,9 @@ class SqlRunStore:
             raise RunNotFoundError(run_id)
 
     def _connect(self) -> Connection:
+        """A connection for reads: on SQLite it reads without taking the write lock."""
         self._ready()
-        return self.database.engine.connect()
+        return self.database.engine.connect().execution_options(**{READ_ONLY: True})
 
     def get_run(self, run_id: str) -> RunRecord:
         """Return a run (its task as a dict); raise ``RunNotFoundError`` if it is unknown."""

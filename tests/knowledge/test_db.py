@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from knowledge import Database, DatabaseOpenError, KnowledgeError, SchemaError, _migrate
+from knowledge import (
+    Database,
+    DatabaseOpenError,
+    KnowledgeError,
+    RunRecord,
+    RunStatus,
+    SchemaError,
+    SqlRunStore,
+    _migrate,
+)
 from knowledge._models import Run
 from knowledge._redact import DEFAULT_REDACTOR, Redactor, redactor_for
 
@@ -126,6 +135,34 @@ def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path: Path)
                 other.execute("BEGIN IMMEDIATE")
         other.execute("BEGIN IMMEDIATE")
         other.execute("ROLLBACK")
+    finally:
+        other.close()
+        db.dispose()
+
+
+def test_read_only_sessions_and_run_store_reads_never_take_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kb.db"
+    db = Database(f"sqlite:///{path}")
+    store = SqlRunStore(db)
+    store.create_run(RunRecord("r1", "w", {}, RunStatus.RUNNING, time.time()))
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with db.session(read_only=True) as session:
+            assert session.execute(select(func.count(Run.id))).scalar_one() == 1
+            # The reader holds no write lock: a writer starts at once (timeout 0)...
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("UPDATE runs SET status = 'failed'")
+            # ...and the reader still sees its snapshot, not the uncommitted write.
+            assert session.execute(select(Run.status)).scalar_one() == "running"
+        # While that writer holds the lock, reads go on (a write lock would wait 30 s).
+        with db.session(read_only=True) as session:
+            assert session.execute(select(Run.status)).scalar_one() == "running"
+        assert store.get_run("r1").status is RunStatus.RUNNING
+        assert [r.run_id for r in store.list_runs()] == ["r1"]
+        other.execute("COMMIT")
+        assert store.get_run("r1").status is RunStatus.FAILED
     finally:
         other.close()
         db.dispose()

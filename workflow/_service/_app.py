@@ -107,7 +107,7 @@ def _add_operations_routes(app: FastAPI) -> None:
         service = service_of(request)
         names = sorted(service.workflows)
         try:
-            with service.database.session() as session:
+            with service.database.session(read_only=True) as session:
                 session.execute(text("SELECT 1"))
         except Exception:  # any failure means unavailable; the log has the details
             body = Health(status="unavailable", database="unreachable", workflows=names)

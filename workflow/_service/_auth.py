@@ -41,7 +41,7 @@ def require(role: Role) -> Callable[..., ApiKey]:
                 "(an admin creates keys with 'taskloom keys create').",
                 headers=_CHALLENGE,
             )
-        with service_of(request).database.session() as session:
+        with service_of(request).database.session(read_only=True) as session:
             key = authenticate(session, credentials.credentials)
         if key is None:
             raise ApiError(401, "The API key is unknown or has been revoked.", headers=_CHALLENGE)

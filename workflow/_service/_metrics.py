@@ -32,7 +32,7 @@ class _ReviewBacklog(Collector):
         family = GaugeMetricFamily(
             "taskloom_review_open", "Open review-queue items per agent", labels=["agent"]
         )
-        with self._database.session() as session:
+        with self._database.session(read_only=True) as session:
             for agent, count in sorted(review_counts(session).items()):
                 family.add_metric([agent], count)
         yield family

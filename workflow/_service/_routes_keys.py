@@ -42,7 +42,7 @@ def me(key: Viewer) -> Me:
 @keys_router.get("/api/keys", response_model=KeysOut)
 def keys(request: Request, key: Admin) -> KeysOut:
     """Every API key, oldest first."""
-    with service_of(request).database.session() as session:
+    with service_of(request).database.session(read_only=True) as session:
         return KeysOut(keys=list_api_keys(session))
 
 

@@ -65,7 +65,7 @@ class JobsOut(BaseModel):
 @models_router.get("/api/models", response_model=ModelsOut)
 def list_models(request: Request, key: Viewer) -> ModelsOut:
     """Every agent with registered models, and the version it serves."""
-    with service_of(request).database.session() as session:
+    with service_of(request).database.session(read_only=True) as session:
         agents = [
             AgentModels(agent=agent, serving=_serving(session, agent), versions=count)
             for agent, count in model_agents(session).items()
@@ -76,7 +76,7 @@ def list_models(request: Request, key: Viewer) -> ModelsOut:
 @models_router.get("/api/models/{agent}", response_model=ModelDetail)
 def model_detail(agent: str, request: Request, key: Viewer) -> ModelDetail:
     """The agent's versions with their metrics, and the serving alias's history."""
-    with service_of(request).database.session() as session:
+    with service_of(request).database.session(read_only=True) as session:
         versions = _known_agent(session, agent)
         return ModelDetail(
             agent=agent,
@@ -111,7 +111,7 @@ def roll_back(agent: str, body: RollbackRequest, request: Request, key: Admin) -
 @models_router.get("/api/models/{agent}/jobs", response_model=JobsOut)
 def jobs(agent: str, request: Request, key: Viewer) -> JobsOut:
     """The agent's fine-tuning jobs, newest first."""
-    with service_of(request).database.session() as session:
+    with service_of(request).database.session(read_only=True) as session:
         return JobsOut(jobs=list_jobs(session, agent))
 
 
@@ -124,7 +124,7 @@ def jobs(agent: str, request: Request, key: Viewer) -> JobsOut:
 def start_job(agent: str, body: JobRequest, request: Request, key: Operator) -> JobStarted:
     """Start a fine-tuning round in its own process; it records itself as a job."""
     service = service_of(request)
-    with service.database.session() as session:
+    with service.database.session(read_only=True) as session:
         if agent not in model_agents(session) and not list_jobs(session, agent, limit=1):
             known = ", ".join(model_agents(session)) or "(none yet)"
             raise ApiError(

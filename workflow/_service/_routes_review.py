@@ -77,7 +77,7 @@ class Skipped(BaseModel):
 @review_router.get("/api/review", response_model=QueuesOut)
 def queues(request: Request, key: Viewer) -> QueuesOut:
     """Agents with open review items and how many each has."""
-    with service_of(request).database.session() as session:
+    with service_of(request).database.session(read_only=True) as session:
         counts = review_counts(session)
     return QueuesOut(agents=[AgentQueue(agent=a, open=n) for a, n in sorted(counts.items())])
 
@@ -87,7 +87,7 @@ def queue(
     agent: str, request: Request, key: Viewer, limit: int = Query(default=20, ge=1, le=200)
 ) -> QueueOut:
     """The agent's open items, most uncertain first, with the model's top guesses."""
-    with service_of(request).database.session() as session:
+    with service_of(request).database.session(read_only=True) as session:
         items = review_queue(session, agent, limit=limit)
     return QueueOut(agent=agent, items=[review_out(item) for item in items])
 
@@ -124,6 +124,6 @@ def give_feedback(body: FeedbackRequest, request: Request, key: Labeler) -> Feed
 @review_router.get("/api/predictions/{prediction_id}/feedback", response_model=FeedbackList)
 def prediction_feedback(prediction_id: Id, request: Request, key: Viewer) -> FeedbackList:
     """The feedback a prediction has received."""
-    with service_of(request).database.session() as session:
+    with service_of(request).database.session(read_only=True) as session:
         get_prediction(session, prediction_id)  # 404 for an unknown prediction
         return FeedbackList(feedback=feedback_for(session, prediction_id))
