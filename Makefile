@@ -28,12 +28,12 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e ".[dev,postgres]"
+	$(PIP) install -e ".[dev,postgres,ray]"
 	touch $@
 
 $(VENV)/.stamp-bench: pyproject.toml | $(PY)
 	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e ".[dev,postgres,bench]"
+	$(PIP) install -e ".[dev,postgres,ray,bench]"
 	touch $@
 
 test: $(VENV)/.stamp-dev ## Run the test suite (PYTEST_ARGS="-m 'not slow'" to filter)
@@ -47,11 +47,12 @@ lint: $(VENV)/.stamp-dev ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.stamp-bench ## Engine, durability, inference and fine-tuning benchmarks -> benchmarks/results/
+bench: $(VENV)/.stamp-bench ## Engine, durability, inference, fine-tuning and service load benchmarks -> benchmarks/results/
 	$(PY) -m benchmarks.engine_overhead --json benchmarks/results/engine_overhead.json
 	$(PY) -m benchmarks.durability --json benchmarks/results/durability.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.inference --json benchmarks/results/inference.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.finetune --json benchmarks/results/finetune.json
+	$(PY) -m benchmarks.service_load --json benchmarks/results/service_load.json  # needs wrk
 
 clean: ## Remove build artefacts and caches (keeps the venv)
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage \

@@ -21,6 +21,7 @@ from workflow._errors import (
     WorkflowFileError,
 )
 from workflow._executor import Executor, LocalExecutor
+from workflow._ray import RayExecutor, executor_from_env
 from workflow._rules import AllOf, AnyOf, Call, Compare, Not, Rule, Truthy
 from workflow._serialize import load, loads
 from workflow._serve import ServiceConfig, create_app
@@ -42,6 +43,7 @@ __all__ = [
     "LoopBoundError",
     "NoRouteError",
     "Not",
+    "RayExecutor",
     "Ref",
     "Retry",
     "Route",
@@ -62,6 +64,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowFileError",
     "create_app",
+    "executor_from_env",
     "failure",
     "load",
     "loads",

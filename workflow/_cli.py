@@ -38,6 +38,7 @@ from workflow._cli_keys import add_keys_commands
 from workflow._cli_serve import add_serve_commands
 from workflow._compiled import CompiledWorkflow
 from workflow._engine import Engine, RunResult
+from workflow._ray import executor_from_env
 from workflow._serialize import load
 
 __all__ = ["COMMAND_GROUPS", "main"]
@@ -137,7 +138,11 @@ def _run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --task is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    engine = Engine()
+    try:
+        engine = Engine(executor=executor_from_env())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     result = engine.run_sync(wf, payload)
     report = _report(engine, result)
     if args.json:

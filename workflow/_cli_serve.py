@@ -4,9 +4,10 @@
                    [--host 127.0.0.1] [--port 8000] [--max-body BYTES] [--cors-origin URL ...]
                    [--no-resume] [--no-dashboard] [--jobs-dir DIR] [--log-level info]
 
-Every ``/api`` route needs an API key (``taskloom keys create``). The service listens on
-loopback unless ``--host`` says otherwise; put TLS in front of it (a reverse proxy) before
-exposing it, since keys travel in a header.
+Every ``/api`` route needs an API key (``taskloom keys create``). ``TASKLOOM_EXECUTOR=ray``
+(and ``TASKLOOM_RAY_*``) runs the agents on a Ray cluster instead of in this process. The
+service listens on loopback unless ``--host`` says otherwise; put TLS in front of it (a
+reverse proxy) before exposing it, since keys travel in a header.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge import Database
-from workflow._errors import WorkflowError
+from workflow._ray import executor_from_env
 from workflow._serialize import load
 from workflow._serve import ServiceConfig, create_app
 
@@ -78,9 +79,10 @@ def _serve(args: argparse.Namespace) -> int:
     )
     database = Database(args.db)
     try:
-        app = create_app(workflows, database=database, config=config)
-    except ValueError as exc:
-        raise WorkflowError(str(exc)) from exc
+        app = create_app(workflows, database=database, config=config, executor=executor_from_env())
+    except ValueError as exc:  # two workflows with one name, a bad TASKLOOM_EXECUTOR...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"taskloom: serving {', '.join(w.name for w in workflows)} on {database.display_url}")
     print(f"taskloom: dashboard at http://{args.host}:{args.port}/ui/")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

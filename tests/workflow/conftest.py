@@ -213,3 +213,26 @@ def seeded(service_db: Database) -> Seeded:
 def workflow_factory() -> Callable[..., CompiledWorkflow]:
     """``triage_workflow(delay_s=0.0)``: the fake workflow the service tests submit to."""
     return triage_workflow
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One local Ray instance (2 CPUs) for the whole session, shut down at its end.
+
+    For the Ray executor's tests (``test_ray_executor.py``, the scenario table's Ray
+    variant). Skips when Ray is not installed, except under ``CI=true`` (set by
+    ``.ci/run``), where it fails: CI must not pass without testing the Ray executor.
+    """
+    import os  # noqa: PLC0415 - only the Ray tests need these
+
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError:
+        reason = "Ray is not installed; pip install -e '.[ray]' to run the Ray executor tests"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Ray tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # replicas inherit it: 2 shared cores
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,11 +1,18 @@
-"""The engine's scenario table: workflow shapes, checking outputs, call order and routes."""
+"""The engine's scenario table: workflow shapes, checking outputs, call order and routes.
+
+The table runs on each executor: the local one, and Ray (marked ``ray``), where the fakes
+live in other processes and note their calls in a ``FileJournal`` instead of a list.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +43,27 @@ class Task(BaseModel):
 Journal = list[tuple[str, str]]
 
 
+class FileJournal:
+    """A journal that fakes in any process append to: one JSON line per call.
+
+    Each call is one small ``O_APPEND`` write, so lines from several processes never mix,
+    and a call is noted before its step returns, so the file's order is the call order.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def append(self, entry: tuple[str, str]) -> None:
+        with open(self.path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(entry) + "\n")
+
+    def __iter__(self) -> Any:
+        if not Path(self.path).exists():
+            return iter(())
+        lines = Path(self.path).read_text(encoding="utf-8").splitlines()
+        return iter([tuple(json.loads(line)) for line in lines])
+
+
 @dataclass
 class Scenario:
     """One workflow shape and what running it on ``task`` must produce."""
@@ -48,6 +76,8 @@ class Scenario:
     output: dict[str, Any] = field(default_factory=dict)  # subset of the final output
     error: type[Exception] | None = None
     task: dict[str, Any] = field(default_factory=lambda: {"text": "hello"})
+    # Fan-out branches run concurrently where agents are remote: order fixed only locally.
+    concurrent: bool = False
 
 
 def fake(journal: Journal, **kwargs: Any) -> FakeAgent:
@@ -244,6 +274,7 @@ SCENARIOS = [
             ("finish", "end", ()),
         ],
         output={"text": "hello+go", "label": "done"},
+        concurrent=True,
     ),
     Scenario(
         "fan-out-to-terminals",
@@ -255,6 +286,7 @@ SCENARIOS = [
             ("c", "end", ()),
             ("b", "end", ()),
         ],
+        concurrent=True,
     ),
     Scenario(
         "bounded-loop-exits-by-rule",
@@ -367,17 +399,60 @@ SCENARIOS = [
 ]
 
 
+@dataclass
+class Runner:
+    """An executor under test: the journal its fakes can write to, and a new engine."""
+
+    name: str
+    journal: Callable[[], Any]
+    engine: Callable[[], Engine]
+
+
+def _ray_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Runner:
+    ray = request.getfixturevalue("ray_cluster")  # tests/workflow/conftest.py
+    from workflow import RayExecutor  # noqa: PLC0415
+
+    # FileJournal is defined here, in a module Ray workers cannot import: ship it by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return Runner(
+        "ray",
+        lambda: FileJournal(tmp_path / "journal.jsonl"),
+        lambda: Engine(executor=RayExecutor(num_cpus_per_replica=0)),
+    )
+
+
+@pytest.fixture(params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def runner(request: pytest.FixtureRequest, tmp_path: Path) -> Runner:
+    """Each executor the scenario table runs on."""
+    if request.param == "ray":
+        return _ray_runner(request, tmp_path)
+    return Runner("local", list, Engine)
+
+
+def _in_order(items: list[Any], scenario: Scenario, runner: Runner) -> list[Any]:
+    """``items``, sorted where the executor runs concurrent branches in no fixed order."""
+    return sorted(items) if scenario.concurrent and runner.name != "local" else items
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
-def test_scenario(scenario: Scenario) -> None:
-    journal: Journal = []
+def test_scenario(scenario: Scenario, runner: Runner) -> None:
+    journal = runner.journal()
     compiled = scenario.build(journal).compile()
-    engine = Engine()
+    engine = runner.engine()
     result = engine.run_sync(compiled, scenario.task)
 
     assert result.status is scenario.status, result.error
-    assert [step for step, _ in journal] == scenario.calls
+    calls = [step for step, _ in journal]
+    assert _in_order(calls, scenario, runner) == _in_order(scenario.calls, scenario, runner)
     records = engine.store.steps(result.run_id)
-    assert [(r.step, r.decision.kind, r.decision.targets) for r in records] == scenario.routes
+    routes = [(r.step, r.decision.kind, r.decision.targets) for r in records]
+    assert _in_order(routes, scenario, runner) == _in_order(scenario.routes, scenario, runner)
+    assert records[0].step == scenario.routes[0][0]
+    # Whatever the interleaving, each step ran after a recorded step routed to it.
+    assert all(
+        any(r.step in before.decision.targets for before in records[:i])
+        for i, r in enumerate(records[1:], start=1)
+    )
     assert [r.seq for r in records] == list(range(len(records)))
     assert engine.store.get_run(result.run_id).status is scenario.status
     if scenario.error is None:
