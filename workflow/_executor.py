@@ -26,7 +26,7 @@ from agents import AgentError, RunContext
 from workflow._batcher import MicroBatcher
 from workflow._compiled import CompiledStep, CompiledWorkflow
 
-__all__ = ["Executor", "Invoker", "LocalExecutor"]
+__all__ = ["Executor", "Invoker", "LocalExecutor", "PrepareOnce"]
 
 Invoker = Callable[[BaseModel, RunContext], Awaitable[Any]]
 
@@ -43,6 +43,29 @@ class Executor(Protocol):
         ...
 
 
+class PrepareOnce:
+    """Prepares each workflow once, however many first runs ask for it at the same time.
+
+    Concurrent first runs must not warm agents up twice or get separate batchers (which
+    would defeat batching across runs): they all await one shared task per workflow.
+    """
+
+    def __init__(self, prepare: Callable[[CompiledWorkflow], Awaitable[dict[str, Invoker]]]):
+        self._prepare = prepare
+        self._tasks: dict[int, tuple[CompiledWorkflow, asyncio.Future[dict[str, Invoker]]]] = {}
+
+    async def __call__(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
+        found = self._tasks.get(id(workflow))
+        if found is None or found[0] is not workflow:
+            task = asyncio.ensure_future(self._prepare(workflow))
+            found = self._tasks[id(workflow)] = (workflow, task)
+        return await found[1]
+
+    def forget(self) -> None:
+        """Prepare every workflow afresh from now on (after the executor was closed)."""
+        self._tasks = {}
+
+
 class LocalExecutor:
     """Runs agents in this process, on the event loop or in a bounded thread pool.
 
@@ -55,17 +78,11 @@ class LocalExecutor:
     def __init__(self, *, max_threads: int = 32, offload_sync: bool = False) -> None:
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="taskloom-agent")
         self._offload_sync = offload_sync
-        self._prepared: dict[int, tuple[CompiledWorkflow, asyncio.Future[dict[str, Invoker]]]] = {}
+        self._prepare_once = PrepareOnce(self._prepare)
         self.batchers: dict[str, MicroBatcher] = {}
 
     async def prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
-        # One shared task per workflow: concurrent first runs must not warm up twice or
-        # get separate batchers (which would defeat batching across runs).
-        found = self._prepared.get(id(workflow))
-        if found is None or found[0] is not workflow:
-            task = asyncio.ensure_future(self._prepare(workflow))
-            found = self._prepared[id(workflow)] = (workflow, task)
-        return await found[1]
+        return await self._prepare_once(workflow)
 
     async def _prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
         loop = asyncio.get_running_loop()

@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from agents import AgentError, RunContext
 from workflow._batcher import MicroBatcher
 from workflow._compiled import CompiledStep, CompiledWorkflow
-from workflow._executor import Executor, Invoker
+from workflow._executor import Executor, Invoker, PrepareOnce
 from workflow._ray_replica import CallContext, DatabaseHandle, Replica
 
 __all__ = ["RayExecutor", "executor_from_env"]
@@ -232,17 +232,12 @@ class RayExecutor:
         self._owns_ray = False
         self._actor_class: Any = None
         self._all_pools: list[_Pool] = []  # of every workflow prepared, to close them all
-        self._prepared: dict[int, tuple[CompiledWorkflow, asyncio.Future[dict[str, Invoker]]]] = {}
+        self._prepare_once = PrepareOnce(self._prepare)
         self._knowledge: tuple[Any, Any] = (None, None)
 
     async def prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
-        # One shared task per workflow, as in LocalExecutor: concurrent first runs must not
-        # start two sets of replicas.
-        found = self._prepared.get(id(workflow))
-        if found is None or found[0] is not workflow:
-            task = asyncio.ensure_future(self._prepare(workflow))
-            found = self._prepared[id(workflow)] = (workflow, task)
-        return await found[1]
+        # Concurrent first runs must not start two sets of replicas.
+        return await self._prepare_once(workflow)
 
     async def _prepare(self, workflow: CompiledWorkflow) -> dict[str, Invoker]:
         ray = self._connect()
@@ -344,7 +339,8 @@ class RayExecutor:
             await batcher.aclose()
         for pool in self._all_pools:
             pool.close()
-        self.pools, self.batchers, self._prepared, self._all_pools = {}, {}, {}, []
+        self.pools, self.batchers, self._all_pools = {}, {}, []
+        self._prepare_once.forget()
         if self._owns_ray and self._ray is not None:
             self._ray.shutdown()
             self._owns_ray = False
