@@ -32,6 +32,9 @@ class ServiceConfig:
         jobs_dir: Where fine-tuning rounds started from the service put their folders.
         finetune_command: The command that runs one round (tests replace it).
         dashboard: Serve the web dashboard at ``/ui/``.
+        model_refresh_s: How often agents built with ``from_registry`` check whether their
+            alias moved (a promotion by a fine-tuning round); 0 turns the check off.
+            Promotions and rollbacks through the service refresh them at once.
     """
 
     max_body_bytes: int = 1 << 20
@@ -41,6 +44,7 @@ class ServiceConfig:
     jobs_dir: str = "finetune-runs"
     finetune_command: tuple[str, ...] = _ROUND_COMMAND
     dashboard: bool = True
+    model_refresh_s: float = 30.0
 
 
 def create_app(

@@ -92,8 +92,10 @@ def model_detail(agent: str, request: Request, key: Viewer) -> ModelDetail:
 @models_router.post("/api/models/{agent}/promote", response_model=MoveOut)
 def promote(agent: str, body: PromoteRequest, request: Request, key: Admin) -> MoveOut:
     """Serve ``version`` (any registered version: this is the operator's override)."""
-    with service_of(request).database.transaction() as session:
+    service = service_of(request)
+    with service.database.transaction() as session:
         move = set_alias(session, agent, _SERVING, body.version, key.name, body.reason)
+    service.models.refresh(agent)  # the served workflows use it from the next call on
     return MoveOut.model_validate(move, from_attributes=True)
 
 
@@ -102,9 +104,11 @@ def promote(agent: str, body: PromoteRequest, request: Request, key: Admin) -> M
 )
 def roll_back(agent: str, body: RollbackRequest, request: Request, key: Admin) -> MoveOut:
     """Serve the version served before the last move again."""
-    with service_of(request).database.transaction() as session:
+    service = service_of(request)
+    with service.database.transaction() as session:
         _known_agent(session, agent)
         move = rollback(session, agent, _SERVING, key.name, body.reason)
+    service.models.refresh(agent)
     return MoveOut.model_validate(move, from_attributes=True)
 
 

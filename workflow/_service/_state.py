@@ -24,6 +24,7 @@ from workflow._service._errors import ApiError
 from workflow._service._events import ObservedStore, RunEvents
 from workflow._service._jobs import JobLauncher
 from workflow._service._metrics import Metrics
+from workflow._service._model_watch import ModelWatch
 
 __all__ = ["Service", "service_of"]
 
@@ -55,6 +56,8 @@ class Service:
         self.engine = self._new_engine()
         self._closed = False
         self.jobs = JobLauncher(database.url, config.jobs_dir, config.finetune_command)
+        self.models = ModelWatch(self.workflows.values(), database, config.model_refresh_s)
+        self._watching: asyncio.Task[None] | None = None
         self._active: dict[str, str] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -82,6 +85,7 @@ class Service:
         if self._closed:  # started again after a shutdown: the old executor is closed
             self.engine, self._closed = self._new_engine(), False
         self.events.bind(asyncio.get_running_loop())
+        self._watching = asyncio.create_task(self.models.run())
         if not self.config.resume_on_start:
             return
         for workflow in self.workflows.values():
@@ -95,6 +99,9 @@ class Service:
 
         An executor passed in by the caller is the caller's to close.
         """
+        if self._watching is not None:
+            self._watching.cancel()
+            await asyncio.gather(self._watching, return_exceptions=True)
         pending = set(self._background)
         if pending:
             _, late = await asyncio.wait(pending, timeout=self.config.shutdown_grace_s)
