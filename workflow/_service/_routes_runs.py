@@ -150,7 +150,7 @@ async def run_events(
 
 def submit_router(workflows: list[CompiledWorkflow]) -> APIRouter:
     """One ``POST /api/workflows/{name}/runs`` per workflow, its body that workflow's task."""
-    router = APIRouter(tags=["runs"])
+    router = APIRouter(tags=["runs"], responses=error_responses(*PROTECTED))
     for workflow in workflows:
         router.add_api_route(
             f"/api/workflows/{workflow.name}/runs",
