@@ -11,9 +11,12 @@ The tests share one server (module scope); none depends on another having run fi
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,16 +27,19 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agents.testing import AsyncFakeAgent, FakeAgent
 from knowledge import (
     Database,
     SqlRunStore,
     feedback_for,
+    finish_job,
     serving_version,
+    start_job,
+    update_job,
 )
-from workflow import CompiledWorkflow, Engine, Workflow, create_app, state
+from workflow import CompiledWorkflow, Engine, ServiceConfig, Workflow, create_app, state
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -79,7 +85,12 @@ def _unavailable(reason: str) -> None:
 
 
 class Task(BaseModel):
-    text: str
+    """One field of each kind the New run form builds: text, number, checkbox, JSON."""
+
+    text: str = Field(description="The customer's message.")
+    priority: int = Field(default=2, ge=1, le=5)
+    urgent: bool = False
+    tags: list[str] = []
 
 
 @dataclass
@@ -93,9 +104,10 @@ class Dashboard:
     refund_run: str
     prediction_ids: list[int]
     base: str = ""
+    jobs_dir: Path = Path()  # where the server's fine-tuning rounds write their logs
 
 
-NAMES = {"viewer": "vera", "labeler": "lena", "admin": "ada"}
+NAMES = {"viewer": "vera", "labeler": "lena", "operator": "otto", "admin": "ada"}
 
 
 def triage_workflow() -> CompiledWorkflow:
@@ -129,6 +141,12 @@ def seed(database: Database, workflow: CompiledWorkflow, kb_seed: Any) -> Dashbo
             ("v2", {"accuracy": 0.83, "macro_f1": 0.79, "loss": 0.5}),
         ],
     )
+    with database.transaction() as session:
+        done = start_job(session, "intent", trigger="labels", out_dir="/runs/1", config={})
+        update_job(session, done.id, candidate_version="v2")
+        finish_job(session, done.id, "succeeded")
+        failed = start_job(session, "intent", trigger="manual", out_dir="/runs/2", config={})
+        finish_job(session, failed.id, "failed", error="RuntimeError: out of memory")
     keys = kb_seed.keys(database, NAMES)
     return Dashboard(database, workflow, keys, dict(NAMES), refund.run_id, ids)
 
@@ -143,7 +161,12 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, kb_seed: Any) -> Iterato
     # the engine's asyncio.run needs a thread without one.
     with ThreadPoolExecutor(1) as pool:
         data = pool.submit(seed, database, triage_workflow(), kb_seed).result()
-    app = create_app([data.workflow], database=database)
+    data.jobs_dir = tmp_path_factory.mktemp("jobs")
+    # A round that starts and ends at once: the test server must never train a model.
+    config = ServiceConfig(
+        finetune_command=(sys.executable, "-c", "pass"), jobs_dir=str(data.jobs_dir)
+    )
+    app = create_app([data.workflow], database=database, config=config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
@@ -318,6 +341,85 @@ def test_run_detail_follows_a_running_run_live(page: Any, dashboard: Dashboard) 
     shot(page, "run-live-finished")
 
 
+def open_new_run(page: Any, dashboard: Dashboard, role: str) -> Any:
+    """Signs in as ``role``, opens the New run form from the Runs view; returns the form."""
+    sign_in(page, dashboard, role)
+    page.get_by_role("link", name="New run").click()
+    form = page.get_by_role("form", name="Task for triage")
+    expect(form).to_be_visible()
+    return form
+
+
+def test_operator_submits_a_task_through_the_form_and_follows_its_run(
+    page: Any, dashboard: Dashboard
+) -> None:
+    form = open_new_run(page, dashboard, "operator")
+    expect(form.get_by_label("Priority")).to_have_value("2")  # the schema's defaults
+    expect(form.get_by_label("Urgent")).not_to_be_checked()
+    expect(form.get_by_label("Tags")).to_have_value("[]")
+    expect(form.locator("label[for=task-text]")).to_contain_text("*")  # required
+    expect(form.get_by_label("Text")).to_have_attribute("aria-required", "true")
+    form.get_by_label("Text").fill("where is my parcel")
+    form.get_by_label("Priority").fill("4")
+    form.get_by_label("Urgent").check()
+    form.get_by_label("Tags").fill('["parcel", "late"]')
+    shot(page, "new-run")
+
+    form.get_by_role("button", name="Start run").click()
+    expect(page).to_have_url(re.compile(r"#/runs/[0-9a-f]+$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_role("heading", name=f"Run {run_id}")).to_be_visible()
+    expect(page.locator(".facts")).to_contain_text("succeeded")
+    steps = page.get_by_role("list", name="Steps").get_by_role("listitem")
+    expect(steps).to_have_count(2)  # classify, then the default route to reply
+    expect(page.get_by_label("Step reply")).to_contain_text("end of run")
+    task = {"text": "where is my parcel", "priority": 4, "urgent": True, "tags": ["parcel", "late"]}
+    assert api(dashboard, "viewer", f"/api/runs/{run_id}")["task"] == task
+
+
+def test_a_bad_task_shows_each_problem_next_to_its_field(page: Any, dashboard: Dashboard) -> None:
+    runs_before = len(api(dashboard, "viewer", "/api/runs?limit=200")["runs"])
+    form = open_new_run(page, dashboard, "operator")
+    tags, priority = form.get_by_label("Tags"), form.get_by_label("Priority")
+    tags.fill("[parcel")  # not JSON: caught before anything is sent
+    form.get_by_role("button", name="Start run").click()
+    expect(form.locator("#task-tags-problem")).to_contain_text("not valid JSON")
+    expect(tags).to_have_attribute("aria-invalid", "true")
+
+    tags.fill('["parcel"]')
+    priority.fill("9")  # and Text left empty: the server refuses both, field by field
+    form.get_by_role("button", name="Start run").click()
+    expect(form.get_by_role("alert")).to_contain_text("The service did not accept this task.")
+    expect(form.locator("#task-priority-problem")).to_have_text(
+        "Input should be less than or equal to 5"
+    )
+    expect(form.locator("#task-text-problem")).to_have_text("Field required")
+    expect(form.locator("#task-tags-problem")).to_be_hidden()
+    expect(priority).to_have_attribute("aria-invalid", "true")
+    shot(page, "new-run-errors")
+
+    form.get_by_label("Raw JSON").check()  # the whole task as JSON, from the fields
+    raw = form.get_by_label("Task as JSON")
+    assert json.loads(raw.input_value()) == {"priority": 9, "urgent": False, "tags": ["parcel"]}
+    raw.fill('{"text": 5}')
+    form.get_by_role("button", name="Start run").click()
+    expect(form.get_by_role("alert")).to_contain_text("text: Input should be a valid string")
+    assert "#/runs/new" in page.url
+    assert len(api(dashboard, "viewer", "/api/runs?limit=200")["runs"]) == runs_before
+
+
+def test_labeler_gets_no_new_run_control(page: Any, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard, "labeler")
+    expect(page.get_by_role("table", name="Runs")).to_be_visible()
+    expect(page.get_by_text("New run")).to_have_count(0)
+    page.get_by_role("link", name="Graphs").click()
+    expect(page.get_by_text("entry classify")).to_be_visible()
+    expect(page.get_by_text("New run")).to_have_count(0)
+    page.evaluate("() => { location.hash = '#/runs/new'; }")  # typed by hand: told, no form
+    expect(page.get_by_text("Your key's role (labeler) cannot submit runs")).to_be_visible()
+    expect(page.get_by_role("form")).to_have_count(0)
+
+
 def test_graph_view_draws_the_workflow_with_mermaid(page: Any, dashboard: Dashboard) -> None:
     sign_in(page, dashboard, "viewer")
     page.get_by_role("link", name="Graphs").click()
@@ -379,7 +481,46 @@ def test_labeler_sees_models_without_promote_or_rollback(page: Any, dashboard: D
     expect(page.locator("canvas#metric-chart")).to_be_visible()
     expect(page.get_by_role("button", name="Promote")).to_have_count(0)
     expect(page.get_by_role("button", name="Roll back")).to_have_count(0)
+    expect(page.get_by_role("table", name="Fine-tuning jobs")).to_contain_text("succeeded")
+    expect(page.get_by_role("button", name="Start fine-tuning")).to_have_count(0)
     shot(page, "models-labeler")
+
+
+def test_operator_starts_fine_tuning_and_sees_the_process(page: Any, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard, "operator")
+    page.get_by_role("link", name="Models").click()
+    jobs = page.get_by_role("table", name="Fine-tuning jobs").locator("tbody tr")
+    expect(jobs).to_have_count(2)
+    expect(jobs.first).to_contain_text("failed")  # newest first
+    expect(jobs.first).to_contain_text("RuntimeError: out of memory")
+    expect(jobs.nth(1)).to_contain_text("succeeded")
+    expect(jobs.nth(1)).to_contain_text("v2")  # the candidate it registered
+    expect(page.get_by_role("button", name="Promote")).to_have_count(0)  # admin only
+
+    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Tier").select_option("lora")
+    page.get_by_role("button", name="Start fine-tuning").click()
+    started = page.get_by_text("Started a fine-tuning round: pid")
+    expect(started).to_be_visible()
+    match = re.search(r"pid (\d+), log (.+)$", started.inner_text())
+    assert match, started.inner_text()
+    log = Path(match[2])
+    assert log.parent == dashboard.jobs_dir / "logs"
+    assert log.exists()  # the stand-in command ran: no model was trained
+    shot(page, "models-jobs")
+
+    # A round still running answers 409; this one ended at once, so the answer is staged.
+    message = "A fine-tuning round for 'intent' is still running (pid 1); wait for it."
+    page.route(
+        "**/api/models/intent/jobs",
+        lambda route: (
+            route.fulfill(status=409, json={"error": "conflict", "message": message})
+            if route.request.method == "POST"
+            else route.continue_()
+        ),
+    )
+    page.get_by_role("button", name="Start fine-tuning").click()
+    expect(page.get_by_text(message)).to_be_visible()
 
 
 def test_bad_or_revoked_keys_send_you_to_the_login_view(page: Any, dashboard: Dashboard) -> None:

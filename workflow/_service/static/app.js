@@ -5,6 +5,7 @@ import { h } from "./lib/dom.js";
 import * as graph from "./views/graph.js";
 import * as login from "./views/login.js";
 import * as models from "./views/models.js";
+import * as newRun from "./views/new-run.js";
 import * as review from "./views/review.js";
 import * as run from "./views/run.js";
 import * as runs from "./views/runs.js";
@@ -13,6 +14,7 @@ import * as runs from "./views/runs.js";
 const ROUTES = [
   [/^\/login$/, login, null],
   [/^\/runs$/, runs, "runs"],
+  [/^\/runs\/new$/, newRun, "runs"], // before the run pattern: "new" is no run id
   [/^\/runs\/([^/]+)$/, run, "runs"],
   [/^\/review(?:\/([^/]+))?$/, review, "review"],
   [/^\/models(?:\/([^/]+))?$/, models, "models"],

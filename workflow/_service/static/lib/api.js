@@ -18,14 +18,25 @@ export const session = {
   },
 };
 
-/** An error answer of the API: `status`, the body's `code` and its readable `message`. */
+/**
+ * An error answer of the API: `status`, the body's `code`, its readable `message`, and
+ * `problems` (a 422's "field: what is wrong" strings; empty otherwise).
+ */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, problems = []) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.problems = problems;
   }
+}
+
+const ROLES = ["viewer", "labeler", "operator", "admin"];
+
+/** Whether the signed-in key (`me` from /api/me) has `role` or a higher one. */
+export function hasRole(me, role) {
+  return ROLES.indexOf(me?.role) >= ROLES.indexOf(role);
 }
 
 let unauthorized = () => {};
@@ -43,10 +54,9 @@ async function errorOf(response) {
     // Not JSON (a proxy's page, say): fall back to the status line below.
   }
   let message = body?.message ?? `${response.status} ${response.statusText}`.trim();
-  if (Array.isArray(body?.problems) && body.problems.length) {
-    message += ` (${body.problems.join("; ")})`;
-  }
-  return new ApiError(response.status, body?.error ?? "http_error", message);
+  const problems = Array.isArray(body?.problems) ? body.problems.map(String) : [];
+  if (problems.length && !message.includes(problems[0])) message += ` (${problems.join("; ")})`;
+  return new ApiError(response.status, body?.error ?? "http_error", message, problems);
 }
 
 async function send(path, { method = "GET", body, signal, key, accept }) {

@@ -1,6 +1,6 @@
 // A workflow's graph: the service's mermaid text, drawn by the vendored mermaid.
 
-import { api } from "../lib/api.js";
+import { api, hasRole } from "../lib/api.js";
 import { h, loadScript, select } from "../lib/dom.js";
 
 const MERMAID = "vendor/mermaid.min.js";
@@ -40,6 +40,13 @@ export async function render(ctx) {
         ctx.navigate(`#/graph/${encodeURIComponent(value)}`),
       ),
       info ? h("span", { class: "muted" }, `entry ${info.entry} · ${info.steps.length} steps`) : "",
+      info && hasRole(ctx.me, "operator")
+        ? h(
+            "a",
+            { href: `#/runs/new?workflow=${encodeURIComponent(name)}`, class: "button" },
+            "New run",
+          )
+        : "",
     ),
     figure,
     h(

@@ -1,8 +1,9 @@
 // Model versions per agent: metrics, their history as a chart, the serving alias's moves,
-// and (for admins) promote and rollback.
+// (for admins) promote and rollback, and the agent's fine-tuning jobs (views/jobs.js).
 
 import { api } from "../lib/api.js";
 import { confirmDialog, h, loadScript, metric, select, when } from "../lib/dom.js";
+import { jobsSection } from "./jobs.js";
 
 const CHART_JS = "vendor/chart.umd.min.js";
 const SERIES = [
@@ -31,6 +32,7 @@ export async function render(ctx) {
     (value) => ctx.navigate(`#/models/${encodeURIComponent(value)}`),
   );
   const detail = await api(`/api/models/${encodeURIComponent(agent)}`, { signal: ctx.signal });
+  const jobs = await jobsSection(ctx, agent);
   const admin = ctx.me?.role === "admin";
   ctx.root.append(
     h(
@@ -54,6 +56,7 @@ export async function render(ctx) {
     versionsTable(ctx, detail, admin),
     h("h2", {}, "Alias history"),
     historyTable(detail.history),
+    jobs,
   );
   await drawChart(ctx, detail.versions);
 }

@@ -1,7 +1,7 @@
 // Runs, newest first: filter by workflow and status, page back with next_before, auto-refresh.
 // The hash holds the state: #/runs?workflow=W&status=S&before=T&limit=N.
 
-import { api } from "../lib/api.js";
+import { api, hasRole } from "../lib/api.js";
 import { badge, duration, h, select, when } from "../lib/dom.js";
 
 const REFRESH_MS = 5000;
@@ -73,7 +73,21 @@ export async function render(ctx) {
     ),
     body,
   );
-  ctx.root.append(h("h1", {}, "Runs"), filters, table, pager);
+  const workflow = query.get("workflow");
+  const newRun = `#/runs/new${workflow ? `?workflow=${encodeURIComponent(workflow)}` : ""}`;
+  ctx.root.append(
+    h(
+      "div",
+      { class: "view-head" },
+      h("h1", {}, "Runs"),
+      hasRole(ctx.me, "operator")
+        ? h("a", { href: newRun, class: "button primary" }, "New run")
+        : "",
+    ),
+    filters,
+    table,
+    pager,
+  );
 
   async function load() {
     const params = new URLSearchParams({ limit: String(PAGE) });
