@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,18 @@ def test_a_round_for_an_agent_without_models_is_404(make_client: Any, seeded: An
 def test_jobs_are_listed(make_client: Any, seeded: Any) -> None:
     jobs = make_client().get("/api/models/intent/jobs", headers=seeded.headers("viewer"))
     assert jobs.json() == {"jobs": []}
+
+
+def test_a_second_round_while_one_runs_is_409(
+    make_client: Any, seeded: Any, service_config: Any
+) -> None:
+    slow = dataclasses.replace(
+        service_config, finetune_command=(sys.executable, "-c", "import time; time.sleep(3)")
+    )
+    client = make_client(config=slow)
+    headers = seeded.headers("operator")
+    first = client.post("/api/models/intent/jobs", json={}, headers=headers)
+    assert first.status_code == 202
+    second = client.post("/api/models/intent/jobs", json={}, headers=headers)
+    assert second.status_code == 409
+    assert f"pid {first.json()['pid']}" in second.json()["message"]
