@@ -26,7 +26,7 @@ from agents import AgentError, RunContext
 from workflow._batcher import MicroBatcher
 from workflow._compiled import CompiledStep, CompiledWorkflow
 
-__all__ = ["Executor", "Invoker", "LocalExecutor", "PrepareOnce"]
+__all__ = ["Executor", "Invoker", "LocalExecutor", "PrepareOnce", "step_batcher"]
 
 Invoker = Callable[[BaseModel, RunContext], Awaitable[Any]]
 
@@ -41,6 +41,17 @@ class Executor(Protocol):
     async def aclose(self) -> None:
         """Release threads, batchers and remote resources."""
         ...
+
+
+def step_batcher(step: CompiledStep, call: Callable[..., Awaitable[Any]]) -> MicroBatcher:
+    """The micro-batcher of a ``batch=`` step, sending its groups to ``call``."""
+    assert step.spec.batch is not None
+    return MicroBatcher(
+        call,
+        max_size=step.spec.batch.max_size,
+        max_wait_s=step.spec.batch.max_wait_s,
+        agent=step.agent_name,
+    )
 
 
 class PrepareOnce:
@@ -123,13 +134,7 @@ class LocalExecutor:
         agent = step.agent
         offload = self._offload_sync or agent.blocking or step.spec.timeout_s is not None
         if step.spec.batch is not None:
-            batch_call = self._call(agent.run_batch, offload, awaits=True)
-            batcher = MicroBatcher(
-                batch_call,
-                max_size=step.spec.batch.max_size,
-                max_wait_s=step.spec.batch.max_wait_s,
-                agent=step.agent_name,
-            )
+            batcher = step_batcher(step, self._call(agent.run_batch, offload, awaits=True))
             self.batchers[step.name] = batcher
             return batcher.submit
         return self._call(agent.run, offload)

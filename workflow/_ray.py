@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from agents import AgentError, RunContext
 from workflow._batcher import MicroBatcher
 from workflow._compiled import CompiledStep, CompiledWorkflow
-from workflow._executor import Executor, Invoker, PrepareOnce
+from workflow._executor import Executor, Invoker, PrepareOnce, step_batcher
 from workflow._ray_replica import CallContext, DatabaseHandle, Replica
 
 __all__ = ["RayExecutor", "executor_from_env"]
@@ -296,12 +296,7 @@ class RayExecutor:
                 contexts = [self._context(c) for c in ctxs]
                 return await pool.call("call_batch", inputs, contexts, offload)
 
-            batcher = MicroBatcher(
-                send,
-                max_size=step.spec.batch.max_size,
-                max_wait_s=step.spec.batch.max_wait_s,
-                agent=step.agent_name,
-            )
+            batcher = step_batcher(step, send)
             self.batchers[step.name] = batcher
             return batcher.submit
 

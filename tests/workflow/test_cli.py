@@ -131,3 +131,18 @@ def test_agents_lists_registered_agents(project: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[:2] == ["fake", "reasoning"]
+
+
+def test_an_unknown_executor_in_the_environment_is_bad_usage(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workflow._cli import main  # noqa: PLC0415
+
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.setenv("TASKLOOM_EXECUTOR", "dask")
+    status = main(["run", "flow.yaml", "--allow", "cli_models", "--task", '{"text": "reply"}'])
+    assert status == 2
+    assert "TASKLOOM_EXECUTOR='dask' is not an executor. Executors: local, ray." in (
+        capsys.readouterr().err
+    )

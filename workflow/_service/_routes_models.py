@@ -129,10 +129,11 @@ def start_job(agent: str, body: JobRequest, request: Request, key: Operator) -> 
     """Start a fine-tuning round in its own process; it records itself as a job."""
     service = service_of(request)
     with service.database.session(read_only=True) as session:
-        if agent not in model_agents(session) and not list_jobs(session, agent, limit=1):
-            known = ", ".join(model_agents(session)) or "(none yet)"
+        agents = model_agents(session)
+        if agent not in agents and not list_jobs(session, agent, limit=1):
             raise ApiError(
-                404, f"Unknown agent '{agent}': no model versions or jobs. Agents: {known}."
+                404,
+                f"Unknown agent '{agent}': no model versions or jobs. Agents: {_names(agents)}.",
             )
     pid, log = service.jobs.start(agent, epochs=body.epochs, tier=body.tier)
     return JobStarted(agent=agent, pid=pid, log=log)
@@ -142,9 +143,16 @@ def _known_agent(session: Session, agent: str) -> list[ModelVersion]:
     """The agent's versions; 404 naming the agents that have some when it has none."""
     versions = model_versions(session, agent)
     if not versions:
-        known = ", ".join(model_agents(session)) or "(none yet)"
-        raise ApiError(404, f"Agent '{agent}' has no registered model versions. Agents: {known}.")
+        raise ApiError(
+            404,
+            f"Agent '{agent}' has no registered model versions. "
+            f"Agents: {_names(model_agents(session))}.",
+        )
     return versions
+
+
+def _names(agents: dict[str, int]) -> str:
+    return ", ".join(agents) or "(none yet)"
 
 
 def _serving(session: Session, agent: str) -> str | None:
