@@ -54,7 +54,8 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def taskloom(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def taskloom(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh process (its plugins register in that process's registry)."""
     code = "import sys; from workflow._cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
@@ -62,7 +63,7 @@ def taskloom(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin", **env},
         check=False,
     )
 
@@ -133,16 +134,11 @@ def test_agents_lists_registered_agents(project: Path) -> None:
     assert done.stdout.split()[:2] == ["fake", "reasoning"]
 
 
-def test_an_unknown_executor_in_the_environment_is_bad_usage(
-    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from workflow._cli import main  # noqa: PLC0415
-
-    monkeypatch.chdir(project)
-    monkeypatch.syspath_prepend(str(project))
-    monkeypatch.setenv("TASKLOOM_EXECUTOR", "dask")
-    status = main(["run", "flow.yaml", "--allow", "cli_models", "--task", '{"text": "reply"}'])
-    assert status == 2
-    assert "TASKLOOM_EXECUTOR='dask' is not an executor. Executors: local, ray." in (
-        capsys.readouterr().err
+def test_an_unknown_executor_in_the_environment_is_bad_usage(project: Path) -> None:
+    done = taskloom(
+        project,
+        *("run", "flow.yaml", "--allow", "cli_models", "--task", '{"text": "reply"}'),
+        TASKLOOM_EXECUTOR="dask",
     )
+    assert done.returncode == 2
+    assert "TASKLOOM_EXECUTOR='dask' is not an executor. Executors: local, ray." in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -150,10 +151,13 @@ def _free_port() -> int:
 
 
 def test_taskloom_serve_runs_a_saved_workflow_until_interrupted(tmp_path: Path) -> None:
-    workflow_file = tmp_path / "echo.yaml"
+    workflow_file = tmp_path / "echo.json"
     echo = Workflow("echo", task=FakeInput)
     echo.step("only", FakeAgent(echo=True))
-    echo.compile().save(workflow_file)
+    saved = echo.compile().to_dict()
+    # By import path, even if a test registered a name for it: the server process has none.
+    saved["steps"][0]["agent"] = "agents.testing._fakes:FakeAgent"
+    workflow_file.write_text(json.dumps(saved))
     url = f"sqlite:///{tmp_path / 'kb.db'}"
     db = Database(url)
     with db.transaction() as session:
