@@ -5,6 +5,9 @@ The flow, per training round of one agent:
 1. ``labelled_examples`` reads the agent's predictions that have usable feedback (status
    ``new`` or ``used``; ``rejected`` feedback is never trained on) and takes each prediction's
    text from its input JSON (``text`` or ``query``) and its label from the winning feedback.
+   A policy agent's input (``{"text": ..., "signals": {...}}``) gives the string its model
+   reads, ``agents.policy_text(text, signals)``, so the model trains (and the gate scores it)
+   on what it sees when it serves.
 2. ``build_dataset`` de-duplicates identical texts, checks the labels (allowed set, enough
    per class), and splits them. The first round draws a stratified holdout and records it in
    the knowledge base as a dataset snapshot with ``meta["role"] == "holdout"`` (the examples
@@ -32,6 +35,7 @@ from pydantic import JsonValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agents import policy_text
 from finetune._errors import (
     EmptyDatasetError,
     FeedbackDataError,
@@ -163,10 +167,12 @@ class DatasetSplit:
 
 
 def _text(prediction_id: int, value: Any) -> str:
-    """The text a prediction's input holds: the input itself, or its ``text``/``query``."""
+    """The text a prediction's model read: the input, its ``text``/``query``, or a policy's."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
+        if isinstance(value.get("text"), str) and isinstance(value.get("signals"), dict):
+            return policy_text(value["text"], value["signals"])
         for name in TEXT_FIELDS:
             if isinstance(value.get(name), str):
                 return str(value[name])

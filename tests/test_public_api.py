@@ -127,6 +127,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "failure",
         "load",
         "loads",
+        "require_role",
         "state",
         "task",
     ],

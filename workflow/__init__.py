@@ -24,7 +24,7 @@ from workflow._executor import Executor, LocalExecutor
 from workflow._ray import RayExecutor, executor_from_env
 from workflow._rules import AllOf, AnyOf, Call, Compare, Not, Rule, Truthy
 from workflow._serialize import load, loads
-from workflow._serve import ServiceConfig, create_app
+from workflow._serve import ServiceConfig, create_app, require_role
 from workflow._state import Ref, RunState, failure, state, task
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "failure",
     "load",
     "loads",
+    "require_role",
     "state",
     "task",
 ]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from knowledge import Database
+from knowledge import ApiKey, Database, Role
 from workflow._compiled import CompiledWorkflow
 from workflow._errors import WorkflowError
 from workflow._executor import Executor
 
-__all__ = ["ServiceConfig", "create_app"]
+__all__ = ["ServiceConfig", "create_app", "require_role"]
 
 # ``python -m workflow`` is the ``taskloom`` command, found even when the script is not on PATH.
 _ROUND_COMMAND = (sys.executable, "-m", "workflow", "finetune", "run")
@@ -53,12 +53,19 @@ def create_app(
     database: Database | None = None,
     config: ServiceConfig | None = None,
     executor: Executor | None = None,
+    routers: Sequence[Any] = (),
 ) -> Any:
     """Build the service for ``workflows`` over the knowledge base ``database``.
 
     Serve it with any ASGI server (``uvicorn.run(app)``; ``taskloom serve`` does that).
     Every ``/api`` route needs an API key (``taskloom keys create``); see the README's
     service section for the endpoints and roles.
+
+    An app adds its own routes with ``routers``: FastAPI ``APIRouter``s, included after the
+    built-in routes. Their routes share the service's error format (taskloom errors and
+    ``HTTPException`` become ``{"error", "message"}`` JSON), body limit and metrics; a route
+    asks for a key with ``Depends(require_role(...))``. A router that needs the knowledge
+    base closes over the ``Database`` it was built with (the one passed here).
 
     Args:
         workflows: The workflows tasks may be submitted to (unique names).
@@ -68,12 +75,14 @@ def create_app(
             unfinished runs resumed at start).
         executor: How agents are invoked (default: ``LocalExecutor(offload_sync=True)``,
             so a slow sync agent never stalls other requests).
+        routers: The app's own ``fastapi.APIRouter``s, served with the built-in routes.
 
     Returns:
         A FastAPI application.
 
     Raises:
-        WorkflowError: The ``service`` extra is not installed.
+        WorkflowError: The ``service`` extra is not installed, or a router is not an
+            ``APIRouter``.
     """
     try:
         from workflow._service._app import build_app  # noqa: PLC0415 - optional extra, lazy
@@ -87,4 +96,26 @@ def create_app(
         database if database is not None else Database(),
         config if config is not None else ServiceConfig(),
         executor,
+        routers=routers,
     )
+
+
+def require_role(role: Role) -> Callable[..., ApiKey]:
+    """A FastAPI dependency for an app's own routes: a key of ``role`` or a higher one.
+
+    Use it as ``key: Annotated[ApiKey, Depends(require_role("labeler"))]``: a request
+    without a valid key is answered 401, one whose key has a lower role 403 naming the role
+    it needs, and the handler gets the caller's ``ApiKey``. Roles rise from ``viewer``
+    through ``labeler`` and ``operator`` to ``admin``.
+
+    Raises:
+        WorkflowError: The ``service`` extra is not installed.
+    """
+    try:
+        from workflow._service._auth import require  # noqa: PLC0415 - optional extra, lazy
+    except ImportError as exc:
+        raise WorkflowError(
+            f"The service needs the 'service' extra ({exc.name} is missing): "
+            "pip install 'taskloom[service]'."
+        ) from exc
+    return require(role)

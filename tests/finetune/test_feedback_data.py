@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy.orm import Session
 
+from agents import policy_text
 from finetune import (
     DatasetSplit,
     EmptyDatasetError,
@@ -104,6 +105,29 @@ def test_each_prediction_gets_one_label_human_first_then_newest(database: Databa
         (b, "asked", "card_lost"),
         (c, "outcome only", "balance"),
     ]
+
+
+def test_a_policy_prediction_trains_on_the_text_its_model_reads(database: Database) -> None:
+    signals: dict[str, bool | int | float | str] = {
+        "intent": "card_lost",
+        "intent_confidence": 0.931,
+        "vip": True,
+    }
+    with database.transaction() as session:
+        policy, plain = predict(
+            session, [{"text": "where is my card?", "signals": signals}, "where is my card?"]
+        )
+        label(session, [policy, plain], ["card_lost", "refund"])
+
+        examples = labelled_examples(session, "intent")
+
+    assert [(e.prediction_id, e.text) for e in examples] == [
+        (policy, policy_text("where is my card?", signals)),
+        (plain, "where is my card?"),
+    ]
+    assert examples[0].text == (
+        "intent: card_lost; intent_confidence: 0.93; vip: yes | where is my card?"
+    )
 
 
 def test_a_prediction_without_text_is_a_clear_error(database: Database) -> None:

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from knowledge import ApiKey, Database
 from workflow._compiled import CompiledWorkflow
+from workflow._errors import WorkflowError
 from workflow._executor import Executor
 from workflow._serve import ServiceConfig
 from workflow._service._auth import require
@@ -59,8 +60,11 @@ def build_app(
     database: Database,
     config: ServiceConfig,
     executor: Executor | None = None,
+    *,
+    routers: Sequence[Any] = (),
 ) -> FastAPI:
     """The service's app; see ``workflow.create_app``."""
+    _check_routers(routers)
     service = Service(workflows, database, config, executor)
 
     @asynccontextmanager
@@ -84,6 +88,8 @@ def build_app(
     for router in (runs_router, review_router, models_router, keys_router):
         app.include_router(router)
     _add_operations_routes(app)
+    for router in routers:
+        app.include_router(router)
     _document_errors(app)
     if config.dashboard:
         app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
@@ -98,6 +104,16 @@ def build_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     return app
+
+
+def _check_routers(routers: Sequence[Any]) -> None:
+    """Refuse anything but an ``APIRouter`` before the app (and its service) is built."""
+    wrong = [type(router).__name__ for router in routers if not isinstance(router, APIRouter)]
+    if wrong:
+        raise WorkflowError(
+            f"create_app(routers=...) takes fastapi.APIRouter objects; got {', '.join(wrong)}. "
+            "Put your routes on an APIRouter() and pass that."
+        )
 
 
 def _add_operations_routes(app: FastAPI) -> None:
