@@ -23,13 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the base model is packaged: never download
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script: support_triage imports
 
+from runner_kit import progress_bar, quiet_libraries, say
 from support_triage import data, flow, training
 from support_triage.actions import count_rows, create_tables
 from support_triage.report import RoundRow, plot_rounds, table, write_report
@@ -122,38 +121,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if (args.data is None) != (args.articles is None):
         parser.error("--data and --articles go together (one article per intent of the data)")
     return args
-
-
-@contextmanager
-def progress_bar(desc: str, total: int) -> Iterator[Any]:
-    """A tqdm bar over training steps (transformers depends on tqdm)."""
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415
-
-    with tqdm(total=total, desc=f"  training {desc}", unit="step", leave=True) as bar:
-        yield bar
-
-
-def quiet_libraries(threads: int | None) -> None:
-    """Keep the output to the demo's own lines and bars.
-
-    Tickets longer than 64 tokens are cut (each cut is logged as a warning by the agent:
-    hidden here), and transformers' weight-loading bars are switched off.
-    """
-    import torch  # noqa: PLC0415 - heavy; the demo needs it anyway
-    import transformers  # noqa: PLC0415
-
-    logging.getLogger("taskloom").setLevel(logging.ERROR)
-    transformers.utils.logging.disable_progress_bar()
-    if threads:
-        torch.set_num_threads(threads)
-
-
-START = time.perf_counter()
-
-
-def say(text: str) -> None:
-    """Print a progress line, with the seconds since the demo started."""
-    print(f"{time.perf_counter() - START:5.0f}s  {text}", flush=True)
 
 
 def prepare_out(out: Path, db_url: str | None) -> str:
