@@ -77,7 +77,7 @@ class Preset:
 
 
 FULL = Preset(4000, 3, data.StreamConfig(5, 500, 8, 8), 60, 60, 8)
-QUICK = Preset(1200, 2, data.StreamConfig(4, 250, 5, 5), 60, 30, 8)
+QUICK = Preset(1200, 2, data.StreamConfig(3, 250, 5, 5), 60, 30, 8)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
