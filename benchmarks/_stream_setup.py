@@ -40,12 +40,12 @@ from market_monitor.flow import (  # type: ignore[import-not-found]  # noqa: E40
     AlertRules,
     MonitorAgents,
     build_workflow,
+    decide_input,
     monitor_agents,
 )
 from market_monitor.history import (  # type: ignore[import-not-found]  # noqa: E402
     HistoryOutput,
     bucket_start,
-    signals_of,
 )
 from market_monitor.tables import create_tables  # type: ignore[import-not-found]  # noqa: E402
 
@@ -97,17 +97,18 @@ def bucketed(items: Sequence[Item]) -> list[list[Item]]:
     return [buckets[start] for start in sorted(buckets)]
 
 
-def policy_texts(items: Sequence[Item], results: Sequence[RunResult]) -> list[str]:
+def policy_texts(results: Sequence[RunResult]) -> list[str]:
     """What the policy model read in a workflow run: one text per tweet that reached decide.
 
-    The signals are the run's own (``signals_of`` its history output), so the limit's
-    forward passes see the same strings, of the same lengths, as the workflow's.
+    The decide step's input is built from the run's own history output (``decide_input``),
+    so the limit's forward passes see the same strings, of the same lengths, as the
+    workflow's.
     """
     texts = []
-    for item, result in zip(items, results, strict=True):
+    for result in results:
         history = result.outputs.get("history")
         if "decide" in result.outputs and isinstance(history, HistoryOutput):
-            texts.append(policy_text(item.text, signals_of(history)))
+            texts.append(policy_text(**decide_input(history)))
     return texts
 
 

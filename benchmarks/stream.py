@@ -13,10 +13,12 @@ times, in this order:
 2. **free-running**: every tweet submitted at once, 64 in flight: the workflow's ceiling.
    The history windows then no longer follow event time (a tweet may read mentions of
    later tweets), which changes what is decided, not what a step costs.
-3. **the limit**: the raw batched forward passes of the workflow's two models on the same
-   texts and threads, nothing around them (tokenize, forward, batches of 32, in
-   ``torch.inference_mode``): the sentiment model over every tweet and the policy model
-   over the policy text (``agents.policy_text``, with the signals of the bucketed run's own
+3. **the limit**: the raw forward passes of the workflow's two models on the same texts
+   and threads, nothing around them: tokenize, then the models' own batched core
+   (length-sorted batches of 32, each padded to its longest text, in
+   ``torch.inference_mode``) over the whole stream at once, the best batching the workflow
+   could get: the sentiment model over every tweet and the policy model over the policy
+   text (``agents.policy_text`` of the decide step's input, from the bucketed run's own
    history outputs) of every tweet that reached the decide step. Limit items/s = tweets /
    (sentiment seconds + policy seconds).
 
@@ -44,7 +46,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,28 +121,20 @@ async def run_mode(
     return measured, results
 
 
-def forward_timer(agent: Any) -> Callable[[list[str]], None]:
-    """Tokenize and run the agent's loaded model on a batch: the raw work, no framework."""
-    import torch  # noqa: PLC0415 - heavy, lazy
+def forward_seconds(agent: Any, texts: Sequence[str]) -> float:
+    """Seconds to tokenize ``texts`` and run the agent's model over them, nothing else.
+
+    The batches are cut as the agents cut theirs (``calibrated_probabilities``: sorted by
+    length, ``BATCH`` at a time, each padded to its longest text), but over the whole
+    stream at once: the best batching the workflow could get.
+    """
+    from agents._classifier import calibrated_probabilities  # noqa: PLC0415 - the raw core
 
     loaded = agent.loaded
     max_length = agent.max_length or loaded.meta.max_length
-
-    def run(texts: list[str]) -> None:
-        tokens = loaded.tokenizer(
-            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
-        with torch.inference_mode():
-            loaded.model(tokens["input_ids"], tokens["attention_mask"])
-
-    return run
-
-
-def forward_seconds(run: Callable[[list[str]], None], texts: Sequence[str]) -> float:
-    """Seconds of the forward passes over ``texts`` in batches of ``BATCH``, in order."""
     began = time.perf_counter()
-    for start in range(0, len(texts), BATCH):
-        run(list(texts[start : start + BATCH]))
+    ids = loaded.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    calibrated_probabilities(loaded, ids, batch_size=BATCH, device="cpu")
     return time.perf_counter() - began
 
 
@@ -149,8 +143,8 @@ def measure_limit(
 ) -> dict[str, Any]:
     """The two models' forward passes over the stream's texts (one repeat)."""
     assert agents.policy is not None  # built with rules
-    sentiment_s = forward_seconds(forward_timer(agents.sentiment), tweets)
-    policy_s = forward_seconds(forward_timer(agents.policy), policy)
+    sentiment_s = forward_seconds(agents.sentiment, tweets)
+    policy_s = forward_seconds(agents.policy, policy)
     return {
         "sentiment_s": round(sentiment_s, 3),
         "policy_s": round(policy_s, 3),
@@ -228,7 +222,7 @@ async def one_repeat(
         finally:
             database.dispose()
         if mode == "bucketed":
-            policy = setup.policy_texts(items, results)
+            policy = setup.policy_texts(results)
     repeat["limit"] = measure_limit(agents, [i.text for i in items], policy)
     return repeat
 

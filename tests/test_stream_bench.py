@@ -17,7 +17,8 @@ for folder in (str(ROOT), str(ROOT / "examples")):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
-from market_monitor.history import HistoryOutput, signals_of  # noqa: E402
+from market_monitor.flow import decide_input  # noqa: E402
+from market_monitor.history import HistoryOutput  # noqa: E402
 
 from agents import policy_text  # noqa: E402
 from benchmarks import _stream_setup as setup  # noqa: E402
@@ -80,11 +81,10 @@ def result(outputs: dict[str, Any]) -> RunResult:
 
 
 def test_policy_texts_are_the_decide_steps_inputs_only() -> None:
-    items = [item("a", START, "$BA soars"), item("b", START, "no entity"), item("c", START)]
     seen = history()
     results = [
         result({"history": seen, "decide": seen}),  # any output: only its presence counts
         result({}),  # no entity: never reached decide
         result({"history": seen}),  # stopped before decide
     ]
-    assert setup.policy_texts(items, results) == [policy_text("$BA soars", signals_of(seen))]
+    assert setup.policy_texts(results) == [policy_text(**decide_input(seen))]
