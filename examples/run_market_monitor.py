@@ -320,13 +320,13 @@ def finish(monitor: Monitor, rows: list[RoundRow], elapsed: float) -> None:
 
 
 def setup_knowledge(args: argparse.Namespace, out: Path) -> Database | None:
-    """The knowledge base with the example's tables, the gazetteer and the watchlist."""
-    url = prepare_out(out, args.db)
-    if args.db:
-        with Database(url, auto_upgrade=True) as probe, probe.session() as session:
+    """The knowledge base with the example's tables, the gazetteer and the watchlist; None
+    when ``--db`` holds an earlier run (its alert policy has versions)."""
+    if args.db:  # refused before anything in --out is cleared
+        with Database(args.db, auto_upgrade=True) as probe, probe.session() as session:
             if model_versions(session, DECISION_AGENT):
                 return None
-    database = Database(url, auto_upgrade=True)
+    database = Database(prepare_out(out, args.db), auto_upgrade=True)
     create_tables(database)
     store_entities(database, load_entities(), source="entities.json")
     for ticker in WATCHLIST:
