@@ -354,11 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    quiet_libraries(args.threads)
     database = setup_knowledge(args, out)
     if database is None:
         print(f"error: {args.db} holds an earlier monitor run: use an empty one.", file=sys.stderr)
         return 2
+    quiet_libraries(args.threads)
     monitor = Monitor(args, preset, database, stream, out)
     monitor.setup.append(
         f"data: {len(pool)} unseen tweets replayed as {preset.stream.days} days; "

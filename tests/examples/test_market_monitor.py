@@ -299,3 +299,27 @@ def test_plot_and_report(tmp_path: Path) -> None:
     assert "- sentiment v1 serves" in report
     assert "The last day's digest: [digest.md](digest.md)." in report
     assert "![rounds](rounds.png)" in report
+
+
+# ---------------------------------------------------------------------------- runner
+
+
+def test_the_runner_refuses_a_database_with_an_earlier_run_and_keeps_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import run_market_monitor  # noqa: PLC0415 - the runner script, on sys.path with examples/
+
+    url = f"sqlite:///{tmp_path / 'earlier.db'}"
+    with Database(url, auto_upgrade=True) as earlier, earlier.transaction() as session:
+        register_model_version(
+            session,
+            ModelVersionIn(
+                agent="alert_policy", version="job-2", artifact_path="/x", sha256="0" * 64
+            ),
+        )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("an earlier report", "utf-8")
+    assert run_market_monitor.main(["--quick", "--db", url, "--out", str(out)]) == 2
+    assert "holds an earlier monitor run" in capsys.readouterr().err
+    assert (out / "report.md").read_text("utf-8") == "an earlier report"
