@@ -36,6 +36,7 @@ __all__ = [
     "START",
     "Burst",
     "Item",
+    "Stream",
     "StreamConfig",
     "Tweet",
     "build_stream",

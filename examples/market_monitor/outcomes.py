@@ -10,7 +10,6 @@ promotion gate decides whether the result serves. The same function backs the CL
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,13 +22,11 @@ __all__ = [
     "VERDICTS",
     "AlertNotFoundError",
     "AlertView",
-    "Verdict",
     "list_alerts",
     "mark_alert",
     "verdict_of",
 ]
 
-Verdict = Literal["useful", "noise"]
 VERDICTS: dict[str, str] = {"useful": "alert", "noise": "hold"}  # verdict -> decision label
 _LABELS = {label: verdict for verdict, label in VERDICTS.items()}
 
