@@ -9,8 +9,7 @@ promotion gate decides whether the result serves. The same function backs the CL
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,9 +34,11 @@ class AlertNotFoundError(LookupError):
     """No alert has the id given."""
 
 
-@dataclass(frozen=True)
-class AlertView:
-    """An alert as analysts see it: what was raised, delivery, and the verdict so far."""
+class AlertView(BaseModel):
+    """An alert as analysts see it: what was raised, delivery, and the verdict so far (the
+    CLI's table rows and the service's answers)."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     entity: str
@@ -60,18 +61,8 @@ def verdict_of(session: Session, prediction_id: int | None) -> str | None:
 
 
 def _view(session: Session, alert: Alert) -> AlertView:
-    return AlertView(
-        alert.id,
-        alert.entity,
-        alert.direction,
-        alert.published_at,
-        alert.decided_by,
-        alert.mentions,
-        alert.surge,
-        alert.summary,
-        alert.status,
-        verdict_of(session, alert.prediction_id),
-    )
+    stored = {name: getattr(alert, name) for name in AlertView.model_fields if name != "verdict"}
+    return AlertView(**stored, verdict=verdict_of(session, alert.prediction_id))
 
 
 def list_alerts(

@@ -23,10 +23,16 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from knowledge import ApiKey, Database, DuplicateFeedbackError, create_api_key
-from market_monitor.outcomes import VERDICTS, AlertNotFoundError, list_alerts, mark_alert
+from market_monitor.outcomes import (
+    VERDICTS,
+    AlertNotFoundError,
+    AlertView,
+    list_alerts,
+    mark_alert,
+)
 from workflow import CompiledWorkflow, ServiceConfig, create_app, require_role
 
-__all__ = ["AlertOut", "AlertsOut", "VerdictIn", "VerdictOut", "market_router", "serve"]
+__all__ = ["AlertsOut", "VerdictIn", "VerdictOut", "market_router", "serve"]
 
 MAX_LIMIT = 1000
 # Module level: FastAPI resolves the routes' (string) annotations in this module's globals.
@@ -34,25 +40,10 @@ Viewer = Annotated[ApiKey, Depends(require_role("viewer"))]
 Labeler = Annotated[ApiKey, Depends(require_role("labeler"))]
 
 
-class AlertOut(BaseModel):
-    """An alert: what was raised, why, its webhook delivery and its verdict so far."""
-
-    id: int
-    entity: str
-    direction: str
-    published_at: float
-    decided_by: str
-    mentions: int
-    surge: float
-    summary: str
-    status: str
-    verdict: str | None
-
-
 class AlertsOut(BaseModel):
     """Alerts, oldest first."""
 
-    alerts: list[AlertOut]
+    alerts: list[AlertView]
 
 
 class VerdictIn(BaseModel):
@@ -84,8 +75,7 @@ def market_router(database: Database) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     ) -> AlertsOut:
         """Alerts published in ``[since, until)``, oldest first."""
-        views = list_alerts(database, since=since, until=until, limit=limit)
-        return AlertsOut(alerts=[AlertOut(**vars(view)) for view in views])
+        return AlertsOut(alerts=list_alerts(database, since=since, until=until, limit=limit))
 
     @router.post("/alerts/{alert_id}/verdict", response_model=VerdictOut, status_code=201)
     def verdict(alert_id: int, body: VerdictIn, key: Labeler) -> VerdictOut:
