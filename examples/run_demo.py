@@ -35,12 +35,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the base model is packaged: never download
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script: support_triage imports
 
-from runner_kit import progress_bar, quiet_libraries, say
+from runner_kit import progress_bar, quiet_libraries, say, serve
 from support_triage import data, flow, training
 from support_triage.actions import count_rows, create_tables
 from support_triage.report import RoundRow, plot_rounds, table, write_report
 from support_triage.review import batch_stats, review
-from support_triage.serve import serve
 
 from agents import EntityExtractor, Retriever, TextClassifier
 from finetune import TrainConfig
@@ -394,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     compiled = flow.build_workflow(agents)
     rows = asyncio.run(run_rounds(demo, agents, compiled))
     finish(demo, rows, time.perf_counter() - started)
-    status = serve(database, compiled, args.serve) if args.serve else 0
+    status = serve(database, compiled, args.serve, name="demo") if args.serve else 0
     database.dispose()
     return status
 

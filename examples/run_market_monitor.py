@@ -54,7 +54,7 @@ from market_monitor.flow import (
 from market_monitor.history import bucket_start
 from market_monitor.report import RoundRow, plot_rounds, table, write_report
 from market_monitor.tables import create_tables
-from runner_kit import quiet_libraries, say
+from runner_kit import quiet_libraries, say, serve
 
 from knowledge import Database, SqlRunStore, model_versions
 from workflow import CompiledWorkflow, Engine
@@ -370,10 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finish(monitor, rows, time.perf_counter() - started)
     status = 0
     if args.serve:
-        from market_monitor.service import serve  # noqa: PLC0415 - the service extra
+        from market_monitor.service import market_router  # noqa: PLC0415 - the service extra
 
         agents = monitor_agents(database, monitor.rules, bucket_s=BUCKET_S)
-        status = serve(database, build_workflow(agents), args.serve)
+        workflow, routers = build_workflow(agents), [market_router(database)]
+        status = serve(database, workflow, args.serve, name="market", routers=routers)
     database.dispose()
     return status
 

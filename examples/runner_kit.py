@@ -1,14 +1,18 @@
-"""What the example runners share: progress lines, training bars, quiet libraries."""
+"""What the example runners share: progress lines, training bars, quiet libraries, and
+``--serve`` (the run's workflow and knowledge base behind the service)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["progress_bar", "quiet_libraries", "say"]
+from knowledge import Database, create_api_key
+from workflow import CompiledWorkflow, ServiceConfig
+
+__all__ = ["progress_bar", "quiet_libraries", "say", "serve"]
 
 START = time.perf_counter()
 
@@ -40,3 +44,41 @@ def quiet_libraries(threads: int | None) -> None:
     transformers.utils.logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
+
+
+def serve(
+    database: Database,
+    workflow: CompiledWorkflow,
+    port: int,
+    *,
+    name: str,
+    routers: Sequence[Any] = (),
+) -> int:
+    """Serve ``workflow`` (and ``routers``) over ``database`` on 127.0.0.1:``port``.
+
+    After a run, the dashboard shows what it did: its runs with their traces, the review
+    items left open, the models' versions with their metrics. Two keys are created for it
+    (``<name>-admin`` and ``<name>-labeler``) and printed once; it runs until interrupted.
+
+    Returns:
+        The exit status: 0, or 2 without the ``service`` extra.
+    """
+    try:
+        import uvicorn  # noqa: PLC0415 - the service extra, only for --serve
+
+        from workflow import create_app  # noqa: PLC0415
+    except ImportError:
+        print("error: --serve needs the service extra: pip install -e '.[service]'")
+        return 2
+    with database.transaction() as session:
+        tokens = {
+            role: create_api_key(session, f"{name}-{role}", role, created_by=name)[1]
+            for role in ("admin", "labeler")
+        }
+    print(f"\nDashboard: http://127.0.0.1:{port}/ui/  (Ctrl-C stops it)")
+    for role, token in tokens.items():
+        print(f"  {role:8} key: {token}")
+    config = ServiceConfig(resume_on_start=False)
+    app = create_app([workflow], database=database, config=config, routers=routers)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    return 0

@@ -1,4 +1,4 @@
-"""The monitor's routes on taskloom's service, and ``serve`` for the runner's ``--serve``.
+"""The monitor's routes on taskloom's service (the runner's ``--serve`` adds them).
 
 Importing this module needs the ``service`` extra (FastAPI); import it only to serve.
 
@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from knowledge import ApiKey, Database, DuplicateFeedbackError, create_api_key
+from knowledge import ApiKey, Database, DuplicateFeedbackError
 from market_monitor.outcomes import (
     VERDICTS,
     AlertNotFoundError,
@@ -30,9 +30,9 @@ from market_monitor.outcomes import (
     list_alerts,
     mark_alert,
 )
-from workflow import CompiledWorkflow, ServiceConfig, create_app, require_role
+from workflow import require_role
 
-__all__ = ["AlertsOut", "VerdictIn", "VerdictOut", "market_router", "serve"]
+__all__ = ["AlertsOut", "VerdictIn", "VerdictOut", "market_router"]
 
 MAX_LIMIT = 1000
 # Module level: FastAPI resolves the routes' (string) annotations in this module's globals.
@@ -111,35 +111,3 @@ def market_router(database: Database) -> APIRouter:
         return PlainTextResponse(markdown, media_type="text/markdown; charset=utf-8")
 
     return router
-
-
-def serve(database: Database, workflow: CompiledWorkflow, port: int) -> int:
-    """Serve ``workflow`` and the monitor's routes over ``database`` on 127.0.0.1:``port``.
-
-    Creates an admin and a labeler key and prints them once; runs until interrupted.
-
-    Returns:
-        The exit status: 0, or 2 without the ``service`` extra.
-    """
-    try:
-        import uvicorn  # noqa: PLC0415 - the server, only when serving
-    except ImportError:
-        print("error: --serve needs the service extra: pip install -e '.[service]'")
-        return 2
-    with database.transaction() as session:
-        tokens = {
-            role: create_api_key(session, f"market-{role}", role, created_by="market_monitor")[1]
-            for role in ("admin", "labeler")
-        }
-    print(f"\nDashboard: http://127.0.0.1:{port}/ui/  (Ctrl-C stops it)")
-    print(f"Alerts:    http://127.0.0.1:{port}/api/market/alerts")
-    for role, token in tokens.items():
-        print(f"  {role:8} key: {token}")
-    app = create_app(
-        [workflow],
-        database=database,
-        config=ServiceConfig(resume_on_start=False),
-        routers=[market_router(database)],
-    )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-    return 0

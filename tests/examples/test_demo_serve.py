@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 EXAMPLES = Path(__file__).parents[2] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
-from support_triage import serve as demo_serve  # noqa: E402
+from runner_kit import serve  # noqa: E402
 
 from agents.testing import FakeAgent, FakeInput  # noqa: E402
 from knowledge import Database  # noqa: E402
@@ -30,7 +30,7 @@ def test_serve_prints_working_keys_and_serves_the_workflow(
     wf = Workflow("triage", task=FakeInput)
     wf.step("only", FakeAgent(echo=True))
     db = Database(f"sqlite:///{tmp_path / 'demo.db'}")
-    assert demo_serve.serve(db, wf.compile(), 8765) == 0
+    assert serve(db, wf.compile(), 8765, name="demo") == 0
     assert (served["host"], served["port"]) == ("127.0.0.1", 8765)
     printed = capsys.readouterr().out
     assert "http://127.0.0.1:8765/ui/" in printed

@@ -32,6 +32,7 @@ sys.path.insert(0, str(EXAMPLES))
 from market_monitor import service, tables, webhook  # noqa: E402
 from market_monitor.entities import Entity, store_entities, watchlist  # noqa: E402
 from market_monitor.tables import Alert  # noqa: E402
+from runner_kit import serve  # noqa: E402
 
 from agents.testing import FakeAgent, FakeInput  # noqa: E402
 from knowledge import (  # noqa: E402
@@ -551,7 +552,8 @@ def test_serve_prints_working_keys_and_serves_the_market_routes(
     wf = Workflow("noop", task=FakeInput)
     wf.step("only", FakeAgent(echo=True))
 
-    assert service.serve(db, wf.compile(), 8766) == 0
+    routers = [service.market_router(db)]
+    assert serve(db, wf.compile(), 8766, name="market", routers=routers) == 0
 
     assert (served["host"], served["port"]) == ("127.0.0.1", 8766)
     tokens = dict(re.findall(r"(admin|labeler)\s+key: (tlk_\S+)", capsys.readouterr().out))
