@@ -35,7 +35,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the base model is packaged: never download
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script: support_triage imports
 
-from runner_kit import progress_bar, quiet_libraries, say, serve
+from runner_kit import add_run_args, progress_bar, quiet_libraries, say, serve
 from support_triage import data, flow, training
 from support_triage.actions import count_rows, create_tables
 from support_triage.report import RoundRow, plot_rounds, table, write_report
@@ -96,26 +96,12 @@ QUICK = Preset(QUICK_INTENTS, 480, 2, 80, 13, 5, 5, 3, [0, 1, 2], 1, 4)
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: minutes, 20 intents")
-    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
-    parser.add_argument("--db", help="knowledge base URL (default: SQLite file in --out)")
     parser.add_argument("--tickets", type=int, help="tickets to stream (all rounds)")
     parser.add_argument("--rounds", type=int, help="feedback fine-tuning rounds")
     parser.add_argument("--budget", type=int, help="reviewer labels per round")
-    parser.add_argument("--seed", type=int, default=0, help="fixes splits, order and training")
     parser.add_argument("--data", type=Path, help="your own tickets: CSV with text,category")
     parser.add_argument("--articles", type=Path, help="your own articles: JSON intent -> text")
-    parser.add_argument(
-        "--base-model", default="", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)"
-    )
-    parser.add_argument(
-        "--serve",
-        type=int,
-        metavar="PORT",
-        help="then serve the workflow and dashboard on this port (the service extra)",
-    )
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (1 is faster when other jobs share the CPU)"
-    )
+    add_run_args(parser, out="demo-output", serves="the workflow and dashboard")
     args = parser.parse_args(argv)
     if (args.data is None) != (args.articles is None):
         parser.error("--data and --articles go together (one article per intent of the data)")

@@ -54,7 +54,7 @@ from market_monitor.flow import (
 from market_monitor.history import bucket_start
 from market_monitor.report import RoundRow, plot_rounds, table, write_report
 from market_monitor.tables import create_tables
-from runner_kit import quiet_libraries, say, serve
+from runner_kit import add_run_args, quiet_libraries, say, serve
 
 from knowledge import Database, SqlRunStore, model_versions
 from workflow import CompiledWorkflow, Engine
@@ -83,23 +83,9 @@ QUICK = Preset(1200, 2, data.StreamConfig(3, 250, 5, 5), 60, 30, 8)
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: about two minutes")
-    parser.add_argument("--out", type=Path, default=Path("monitor-output"), help="output folder")
-    parser.add_argument("--db", help="knowledge base URL (default: SQLite file in --out)")
     parser.add_argument("--days", type=int, help="days of news, the calibration day included")
-    parser.add_argument("--seed", type=int, default=0, help="fixes splits, stream and training")
     parser.add_argument("--webhook", help="also deliver the alerts to this URL (outbox pattern)")
-    parser.add_argument(
-        "--base-model", default="", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)"
-    )
-    parser.add_argument(
-        "--serve",
-        type=int,
-        metavar="PORT",
-        help="then serve the workflow, dashboard and alert routes (the service extra)",
-    )
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (1 is faster when other jobs share the CPU)"
-    )
+    add_run_args(parser, out="monitor-output", serves="the workflow, dashboard and alert routes")
     args = parser.parse_args(argv)
     if args.days is not None and args.days < 2:
         parser.error("--days must be at least 2 (a calibration day and a day of alerts)")

@@ -3,18 +3,45 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from knowledge import Database, create_api_key
 from workflow import CompiledWorkflow, ServiceConfig
 
-__all__ = ["progress_bar", "quiet_libraries", "say", "serve"]
+__all__ = ["add_run_args", "progress_bar", "quiet_libraries", "say", "serve"]
 
 START = time.perf_counter()
+
+
+def add_run_args(parser: argparse.ArgumentParser, *, out: str, serves: str) -> None:
+    """The options every runner has: --out, --db, --seed, --base-model, --serve, --threads.
+
+    Args:
+        parser: The runner's parser.
+        out: The default output folder.
+        serves: What ``--serve`` serves, for its help.
+    """
+    parser.add_argument("--out", type=Path, default=Path(out), help="output folder")
+    parser.add_argument("--db", help="knowledge base URL (default: SQLite file in --out)")
+    parser.add_argument("--seed", type=int, default=0, help="fixes the splits, data and training")
+    parser.add_argument(
+        "--base-model", default="", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)"
+    )
+    parser.add_argument(
+        "--serve",
+        type=int,
+        metavar="PORT",
+        help=f"then serve {serves} on this port (the service extra)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (1 is faster when other jobs share the CPU)"
+    )
 
 
 def say(text: str) -> None:
