@@ -14,7 +14,15 @@ from typing import Any
 from knowledge import Database, create_api_key
 from workflow import CompiledWorkflow, ServiceConfig
 
-__all__ = ["add_run_args", "progress_bar", "quiet_libraries", "say", "serve"]
+__all__ = [
+    "add_run_args",
+    "label_outcomes",
+    "progress_bar",
+    "quiet_libraries",
+    "say",
+    "serve",
+    "two_panels",
+]
 
 START = time.perf_counter()
 
@@ -56,6 +64,41 @@ def progress_bar(desc: str, total: int) -> Iterator[Any]:
 
     with tqdm(total=total, desc=f"  training {desc}", unit="step", leave=True) as bar:
         yield bar
+
+
+@contextmanager
+def two_panels(path: Path, xs: Sequence[int]) -> Iterator[tuple[Any, Any]]:
+    """A figure of two side-by-side axes over rounds ``xs``, saved as a PNG at ``path``."""
+    import matplotlib  # noqa: PLC0415 - only when drawing
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        yield left, right
+        for axis in (left, right):
+            axis.set_xticks(list(xs))
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def label_outcomes(
+    axis: Any, xs: Sequence[int], ys: Sequence[float], outcomes: Sequence[str]
+) -> None:
+    """Write each round's fine-tuning outcome (``promoted``...) above its point."""
+    for x, y, outcome in zip(xs, ys, outcomes, strict=True):
+        if outcome:
+            axis.annotate(
+                outcome,
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize=8,
+            )
 
 
 def quiet_libraries(threads: int | None) -> None:

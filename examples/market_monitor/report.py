@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner_kit import label_outcomes, two_panels
+
 from market_monitor.analyst import DayScore
 
 __all__ = ["RoundRow", "plot_rounds", "table", "write_report"]
@@ -80,38 +82,20 @@ def table(rows: Sequence[RoundRow]) -> str:
 
 def plot_rounds(rows: Sequence[RoundRow], path: Path) -> Path:
     """Alert precision and recall per day, and alerts raised, as a PNG."""
-    import matplotlib  # noqa: PLC0415 - only when drawing
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
     days = [r.day for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(days, [r.score.precision for r in rows], marker="o", label="alert precision")
-    left.plot(days, [r.score.recall for r in rows], marker="s", label="event recall")
-    for r in rows:
-        if r.outcome:
-            left.annotate(
-                r.outcome,
-                (r.day, r.score.precision),
-                textcoords="offset points",
-                xytext=(0, 8),
-                ha="center",
-                fontsize=8,
-            )
-    left.set(xlabel="day", ylim=(0, 1.05), title="each day: its news, its serving policy")
-    left.legend(loc="lower right")
-    useful = [r.score.useful for r in rows]
-    noise = [r.score.alerts - r.score.useful for r in rows]
-    right.bar(days, useful, color="tab:green", label="useful")
-    right.bar(days, noise, bottom=useful, color="tab:red", label="noise")
-    right.set(xlabel="day", title="alerts raised (watchlist left out)")
-    right.legend(loc="upper right")
-    for axis in (left, right):
-        axis.set_xticks(days)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    precision = [r.score.precision for r in rows]
+    with two_panels(path, days) as (left, right):
+        left.plot(days, precision, marker="o", label="alert precision")
+        left.plot(days, [r.score.recall for r in rows], marker="s", label="event recall")
+        label_outcomes(left, days, precision, [r.outcome for r in rows])
+        left.set(xlabel="day", ylim=(0, 1.05), title="each day: its news, its serving policy")
+        left.legend(loc="lower right")
+        useful = [r.score.useful for r in rows]
+        noise = [r.score.alerts - r.score.useful for r in rows]
+        right.bar(days, useful, color="tab:green", label="useful")
+        right.bar(days, noise, bottom=useful, color="tab:red", label="noise")
+        right.set(xlabel="day", title="alerts raised (watchlist left out)")
+        right.legend(loc="upper right")
     return path
 
 

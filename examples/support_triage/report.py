@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner_kit import label_outcomes, two_panels
+
 from support_triage.review import BatchStats, ReviewStats
 
 __all__ = ["RoundRow", "plot_rounds", "serving_holdout", "table", "write_report"]
@@ -86,38 +88,20 @@ def serving_holdout(rows: Sequence[RoundRow]) -> list[float | None]:
 
 def plot_rounds(rows: Sequence[RoundRow], path: Path) -> Path:
     """Intent accuracy, auto-resolved share and wrong auto-replies per round, as a PNG."""
-    import matplotlib  # noqa: PLC0415 - only when drawing
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
     rounds = [row.index for row in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(rounds, [r.batch.accuracy for r in rows], marker="o", label="intent accuracy")
-    held = serving_holdout(rows)
-    if any(value is not None for value in held):
-        left.plot(rounds, held, marker="^", linestyle="--", label="serving model, holdout")
-    left.plot(rounds, [r.batch.auto_resolved for r in rows], marker="s", label="auto-resolved")
-    for row in rows:
-        if row.outcome:
-            left.annotate(
-                row.outcome,
-                (row.index, row.batch.accuracy),
-                textcoords="offset points",
-                xytext=(0, 8),
-                ha="center",
-                fontsize=8,
-            )
-    left.set(xlabel="round", ylim=(0, 1), title="each round: its tickets, its serving model")
-    left.legend(loc="lower right")
-    rate = [r.batch.wrong_replies / max(1, r.batch.tickets) for r in rows]
-    right.bar(rounds, rate, color="tab:red")
-    right.set(xlabel="round", title="wrong auto-replies per ticket")
-    for axis in (left, right):
-        axis.set_xticks(rounds)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    accuracy = [r.batch.accuracy for r in rows]
+    with two_panels(path, rounds) as (left, right):
+        left.plot(rounds, accuracy, marker="o", label="intent accuracy")
+        held = serving_holdout(rows)
+        if any(value is not None for value in held):
+            left.plot(rounds, held, marker="^", linestyle="--", label="serving model, holdout")
+        left.plot(rounds, [r.batch.auto_resolved for r in rows], marker="s", label="auto-resolved")
+        label_outcomes(left, rounds, accuracy, [r.outcome for r in rows])
+        left.set(xlabel="round", ylim=(0, 1), title="each round: its tickets, its serving model")
+        left.legend(loc="lower right")
+        rate = [r.batch.wrong_replies / max(1, r.batch.tickets) for r in rows]
+        right.bar(rounds, rate, color="tab:red")
+        right.set(xlabel="round", title="wrong auto-replies per ticket")
     return path
 
 
